@@ -1,0 +1,23 @@
+# The two commands a newcomer needs:  `make run`  and  `make test`.
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test test-slow clean
+
+setup:
+	@bash scripts/setup.sh
+
+## Install everything and run the main job: the quickstart comparison on Fashion-MNIST.
+run: setup
+	$(BIN)/selbench $(ARGS)
+
+## Install everything and run the default test suite (a few minutes on 2 cores).
+test: setup
+	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
+
+## The minutes-long behaviour checks on real data.
+test-slow: setup
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+clean:
+	rm -rf results .pytest_cache

@@ -1,0 +1,153 @@
+"""The method protocol: three kinds, one context.
+
+- ``Selector.select(ctx) -> Selection``: offline; indices (and optional weights) over
+  the pool within ``ctx.budget``; the runner then trains on them.
+- ``Reweighter.step(ctx, step, pool_idx, target_idx)``: online; owns the update
+  step and evolves per-example weights while the model trains.
+- ``Synthesizer.synthesize(ctx) -> Synthesis``: returns a new small training set
+  within a storage budget.
+
+Every method exposes its final per-example pool weights (``Selection`` /
+``Reweighter.pool_weights``) so the runner can score them against ground truth the
+method never sees.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable, ClassVar
+
+import torch
+from omegaconf import MISSING
+from torch import Tensor
+
+from selbench.datasets.data import Split
+
+
+@dataclass
+class MethodConfig:
+    """Base of every method's typed config; ``name`` is the registry key."""
+
+    name: str = MISSING
+
+
+@dataclass
+class RunContext:
+    """What a method sees.  Deliberately no ground truth and no test set."""
+
+    pool: Split
+    target: Split
+    num_classes: int
+    modality: str
+    adapter: Any
+    budget: float
+    seed: int
+    generator: torch.Generator
+    device: torch.device
+    cost: Any
+    steps: int
+    batch_size: int
+    target_batch_size: int
+    make_optimizer: Callable[..., torch.optim.Optimizer]
+    log: Callable[[int, dict], None] = lambda step, d: None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def model(self) -> torch.nn.Module:
+        return self.adapter.model
+
+    @property
+    def n_pool(self) -> int:
+        return len(self.pool)
+
+    @property
+    def k_budget(self) -> int:
+        """Number of pool examples the budget allows: ``⌊β · N_pool⌋``, at least 1."""
+        return max(1, int(self.budget * self.n_pool))
+
+
+@dataclass
+class Selection:
+    """A training set made of pool examples (optionally weighted) plus the target set.
+
+    ``target_repeats`` copies of the target set are appended (0 = not used).
+    ``scores`` optionally holds the method's score for *every* pool example, so the
+    analysis can rank-score the selection beyond the chosen subset.
+    """
+
+    pool_indices: Tensor
+    pool_weights: Tensor | None = None
+    target_repeats: int = 0
+    scores: Tensor | None = None
+
+    def pool_weight_vector(self, n_pool: int) -> Tensor:
+        w = torch.zeros(n_pool)
+        w[self.pool_indices] = 1.0 if self.pool_weights is None else self.pool_weights.float().cpu()
+        return w
+
+
+@dataclass
+class Synthesis:
+    """A synthetic (or condensed) training set and the bytes it takes to store."""
+
+    data: Split
+    storage_bytes: int
+    weights: Tensor | None = None
+    info: dict = field(default_factory=dict)
+
+
+class Method:
+    kind: ClassVar[str] = ""
+    #: modalities the method is written for; the runner refuses the others.
+    modalities: ClassVar[tuple[str, ...]] = ("vision", "language")
+
+    def __init__(self, cfg: Any):
+        self.cfg = cfg
+
+    # Checkpointing hooks (method state: weights, weight-net, running averages, RNG).
+    def state_dict(self) -> dict:
+        return {}
+
+    def load_state_dict(self, state: dict) -> None:
+        pass
+
+
+class Selector(Method):
+    kind = "selector"
+
+    def select(self, ctx: RunContext) -> Selection:
+        raise NotImplementedError
+
+
+class Reweighter(Method):
+    kind = "reweighter"
+
+    def setup(self, ctx: RunContext, optimizer: torch.optim.Optimizer) -> None:
+        """Called once before training with the runner-built optimizer over the model."""
+        self.optimizer = optimizer
+
+    def step(self, ctx: RunContext, step: int, pool_idx: Tensor, target_idx: Tensor) -> dict[str, float]:
+        """One training iteration; returns scalars to log, including ``loss``."""
+        raise NotImplementedError
+
+    def pool_weights(self, ctx: RunContext) -> Tensor:
+        """Current weight of every pool example, ``[N_pool]`` on the CPU."""
+        raise NotImplementedError
+
+
+class Synthesizer(Method):
+    kind = "synthesizer"
+
+    def synthesize(self, ctx: RunContext) -> Synthesis:
+        raise NotImplementedError
+
+
+def weighted_step(ctx: RunContext, optimizer: torch.optim.Optimizer, x: Tensor, y: Tensor,
+                  w: Tensor | None = None) -> Tensor:
+    """One optimiser step on ``mean_i(w_i · l_i)`` (``w`` = 1 when None); returns the loss."""
+    optimizer.zero_grad(set_to_none=True)
+    losses = ctx.adapter.per_example_loss(x, y)
+    loss = losses.mean() if w is None else (w.to(losses.device) * losses).mean()
+    loss.backward()
+    ctx.cost.count(backward=len(x))
+    optimizer.step()
+    return loss.detach()

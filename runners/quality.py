@@ -1,0 +1,64 @@
+"""Selection quality: score a method's pool weights against ground truth it never saw."""
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def auc(scores: Tensor, positive: Tensor) -> float | None:
+    """Probability that a random positive outranks a random negative (ties count ½).
+
+    Mann–Whitney U from average ranks; ``None`` when one of the classes is empty.
+    """
+    scores, positive = scores.double().flatten(), positive.bool().flatten()
+    n_pos, n_neg = int(positive.sum()), int((~positive).sum())
+    if n_pos == 0 or n_neg == 0:
+        return None
+    order = torch.argsort(scores)
+    sorted_s = scores[order]
+    ranks = torch.empty_like(scores)
+    ranks[order] = torch.arange(1, len(scores) + 1, dtype=torch.float64)
+    # average ranks over ties
+    uniq, inverse, counts = torch.unique(sorted_s, return_inverse=True, return_counts=True)
+    if len(uniq) < len(scores):
+        sums = torch.zeros(len(uniq), dtype=torch.float64).index_add_(0, inverse, torch.arange(1, len(scores) + 1, dtype=torch.float64))
+        ranks[order] = (sums / counts)[inverse]
+    u = ranks[positive].sum() - n_pos * (n_pos + 1) / 2
+    return float(u / (n_pos * n_neg))
+
+
+def selection_quality(weights: Tensor, truth: dict[str, Tensor], bins: int = 20) -> dict:
+    """Metrics of per-pool-example weights ``w ≥ 0`` (a selection is a 0/1 weight)."""
+    w = weights.detach().double().cpu().flatten()
+    total = float(w.sum())
+    out: dict = {
+        "weight_mean": float(w.mean()) if len(w) else 0.0,
+        "effective_fraction": float((w > 0).double().mean()) if len(w) else 0.0,
+    }
+    lo, hi = (float(w.min()), float(w.max())) if len(w) else (0.0, 1.0)
+    hi = hi if hi > lo else lo + 1.0
+    edges = torch.linspace(lo, hi, bins + 1)
+    out["histogram"] = {"edges": edges.tolist()}
+
+    clean = truth.get("is_clean")
+    if clean is not None and len(clean) == len(w) and not bool(clean.all()):
+        clean = clean.bool()
+        out["auc_clean_vs_corrupted"] = auc(w, clean)
+        out["clean_weight_mean"] = float(w[clean].mean()) if clean.any() else None
+        out["corrupted_weight_mean"] = float(w[~clean].mean())
+        out["clean_weight_share"] = float(w[clean].sum() / total) if total > 0 else None
+        out["histogram"]["clean"] = torch.histc(w[clean], bins, lo, hi).tolist()
+        out["histogram"]["corrupted"] = torch.histc(w[~clean], bins, lo, hi).tolist()
+
+    minority = truth.get("is_minority")
+    if minority is not None and len(minority) == len(w) and bool(minority.any()):
+        minority = minority.bool()
+        out["minority_weight_share"] = float(w[minority].sum() / total) if total > 0 else None
+        out["minority_pool_fraction"] = float(minority.double().mean())
+        out["auc_minority_vs_majority"] = auc(w, minority)
+
+    domain = truth.get("domain")
+    if domain is not None and len(domain) == len(w):
+        out["domain_weight_share"] = {int(d): float(w[domain == d].sum() / total) if total > 0 else None
+                                      for d in torch.unique(domain)}
+    return out

@@ -1,0 +1,94 @@
+"""The training loop: a fixed number of steps with periodic evaluation.
+
+Every method trains for the same number of steps at the same batch size (the
+``scale`` caps them uniformly), so methods differ only in the data they use.
+"""
+from __future__ import annotations
+
+import math
+import sys
+from typing import Callable
+
+import torch
+from torch import Tensor
+from tqdm.auto import tqdm
+
+from selbench.runners.errors import ConfigError, DivergedError
+
+
+class CyclicSampler:
+    """Draws batches by walking through fresh seeded permutations (epochs without replacement)."""
+
+    def __init__(self, n: int, generator: torch.Generator):
+        if n <= 0:
+            raise ConfigError("cannot sample batches from an empty training set")
+        self.n, self.g = n, generator
+        self._perm, self._pos = torch.randperm(n, generator=generator), 0
+
+    def next(self, k: int) -> Tensor:
+        out = []
+        while k > 0:
+            if self._pos >= self.n:
+                self._perm, self._pos = torch.randperm(self.n, generator=self.g), 0
+            take = self._perm[self._pos:self._pos + k]
+            out.append(take)
+            self._pos += len(take)
+            k -= len(take)
+        return torch.cat(out)
+
+
+def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    name = str(cfg.name)
+    if name == "sgd":
+        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.get("momentum", 0.0),
+                               weight_decay=cfg.get("weight_decay", 0.0), nesterov=cfg.get("nesterov", False))
+    if name == "adam":
+        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.get("weight_decay", 0.0))
+    if name == "adamw":
+        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.get("weight_decay", 0.0))
+    raise ConfigError(f"runner.optimizer.name={name!r} (choose from: sgd, adam, adamw)")
+
+
+def make_schedule(optimizer, kind: str, steps: int):
+    if kind == "constant":
+        return None
+    if kind == "cosine":
+        return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: 0.5 * (1 + math.cos(math.pi * min(s, steps) / steps)))
+    raise ConfigError(f"runner.schedule={kind!r} (choose from: constant, cosine)")
+
+
+def eval_points(steps: int, every: int) -> list[int]:
+    pts = list(range(every, steps + 1, every)) if every and every > 0 else []
+    if not pts or pts[-1] != steps:
+        pts.append(steps)
+    return pts
+
+
+def run_steps(steps: int, eval_every: int, step_fn: Callable[[int], dict], on_eval: Callable[[int, dict], None],
+              cost, progress: bool, desc: str, start_step: int = 0) -> None:
+    """Run ``step_fn(step)`` for steps ``start_step+1 … steps``; ``on_eval`` at each eval point.
+
+    Training time and evaluation time go to separate cost phases.  A non-finite loss
+    raises ``DivergedError`` with the step, so the run is recorded as failed there.
+    """
+    bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress, file=sys.stderr, leave=False)
+    step = start_step
+    window: list[float] = []
+    for point in eval_points(steps, eval_every):
+        if point <= step:
+            continue
+        with cost.phase("train"):
+            while step < point:
+                step += 1
+                out = step_fn(step)
+                loss = float(out["loss"])
+                if not math.isfinite(loss):
+                    bar.close()
+                    raise DivergedError(step)
+                window.append(loss)
+                bar.update(1)
+        with cost.phase("eval"):
+            on_eval(step, {"train_loss": sum(window) / len(window)})
+        bar.set_postfix(loss=f"{window[-1]:.3f}")
+        window.clear()
+    bar.close()

@@ -1,0 +1,32 @@
+#!/usr/bin/env bash
+# One-time set-up on a fresh machine: system data packages, a virtualenv, the project.
+# Idempotent: re-running it only installs what changed.  Used by `make run` and `make test`.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+VENV=${VENV:-.venv}
+PY=${PYTHON:-python3}
+
+# Real datasets that ship as Debian packages (nothing is downloaded at run time).
+if [ ! -d /usr/share/datasets/fashion-mnist ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing Fashion-MNIST (Debian package dataset-fashion-mnist)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends dataset-fashion-mnist >/dev/null
+  else
+    echo "setup: warning: Fashion-MNIST missing; run 'sudo apt-get install dataset-fashion-mnist'" >&2
+  fi
+fi
+
+if [ ! -x "$VENV/bin/python" ]; then
+  echo "setup: creating $VENV"
+  "$PY" -m venv "$VENV"
+fi
+stamp="$VENV/.selbench-installed"
+if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
+  echo "setup: installing selbench and its pinned dependencies (first time: a few minutes)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check -c constraints.txt -e ".[test]" 2>&1 \
+    | grep -v "^WARNING: Location" || true
+  "$VENV/bin/python" -c "import selbench.runners.cli, torch, torchvision" 
+  touch "$stamp"
+fi
