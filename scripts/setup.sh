@@ -25,7 +25,7 @@ fi
 stamp="$VENV/.selbench-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "setup: installing selbench and its pinned dependencies (first time: a few minutes)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -c constraints.txt -e ".[test]" 2>&1 \
+  "$VENV/bin/pip" install -q --disable-pip-version-check -c constraints.txt -e ".[test,sweeps,wandb,language]" 2>&1 \
     | grep -v "^WARNING: Location" || true
   "$VENV/bin/python" -c "import selbench.runners.cli, torch, torchvision" 
   touch "$stamp"
