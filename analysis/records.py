@@ -1,0 +1,221 @@
+"""Run records → one tidy DataFrame (one row per run).
+
+``load_runs(paths)`` accepts run directories, sweep roots, ``record.json`` files and
+glob patterns (``results/**/random``), finds every ``record.json`` below them and
+returns a :class:`Runs` holding
+
+* ``df`` — one row per readable record, failed runs included (``status``,
+  ``reason``); metrics, selection quality and cost flattened into columns, the
+  resolved config flattened into ``cfg.<dotted.key>`` columns;
+* ``errors`` — ``(path, reason)`` for every record file that could not be read
+  (truncated JSON, not a record, …).  Nothing is skipped silently.
+
+Two derived labels group runs for the tables:
+
+* ``setting`` — ``<dataset>-<scenario>``, plus the config keys (outside ``method``,
+  ``seed`` and ``budget``) that differ between runs of that dataset-scenario, e.g.
+  ``digits-sym_noise [scenario.noise.rate=0.8]``, so runs that are not repeats of
+  one experiment are never averaged together;
+* ``method_label`` — the method name plus the ``method.*`` keys that differ between
+  runs of that method in the same setting (a hyperparameter sweep becomes rows).
+"""
+from __future__ import annotations
+
+import glob
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import pandas as pd
+
+RECORD = "record.json"
+#: phases that are not the method's own cost (loading data, evaluating the model)
+NON_METHOD_PHASES = ("data", "eval")
+#: config keys that never distinguish settings (bookkeeping, or the sweep axes themselves)
+_IGNORED_CFG = ("cfg.seed", "cfg.results_dir", "cfg.resume", "cfg.progress")
+_IGNORED_CFG_PREFIXES = ("cfg.logger.", "cfg.method.", "cfg.budget.")
+#: keys a record must have to be a record
+_REQUIRED = ("method", "status", "seed")
+
+
+@dataclass
+class Runs:
+    df: pd.DataFrame
+    records: list[dict] = field(default_factory=list)  # same order as df rows
+    errors: list[tuple[str, str]] = field(default_factory=list)
+    files: list[Path] = field(default_factory=list)
+
+    @property
+    def ok(self) -> pd.DataFrame:
+        return self.df[self.df["status"] == "ok"] if len(self.df) else self.df
+
+    @property
+    def failed(self) -> pd.DataFrame:
+        return self.df[self.df["status"] != "ok"] if len(self.df) else self.df
+
+
+def find_record_files(paths) -> list[Path]:
+    """Every ``record.json`` under ``paths`` (dirs, files or globs), each once, sorted."""
+    found: dict[Path, None] = {}
+    for p in paths:
+        p = str(p)
+        matches = glob.glob(p, recursive=True) if glob.has_magic(p) else [p]
+        if not matches:
+            raise FileNotFoundError(f"no such file or directory: {p}")
+        for m in matches:
+            m = Path(m)
+            if m.is_file():
+                if m.name == RECORD:
+                    found[m.resolve()] = None
+            elif m.is_dir():
+                for f in sorted(m.rglob(RECORD)):
+                    found[f.resolve()] = None
+            else:
+                raise FileNotFoundError(f"no such file or directory: {m}")
+    return sorted(found)
+
+
+def read_record_file(path: Path) -> dict:
+    """Parse one record; raises ``ValueError`` with a one-line reason if it is not one."""
+    try:
+        text = Path(path).read_text()
+    except OSError as e:
+        raise ValueError(f"unreadable: {e.strerror or e}") from None
+    try:
+        rec = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ValueError(f"corrupt JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
+    if not isinstance(rec, dict):
+        raise ValueError("not a run record (top level is not an object)")
+    missing = [k for k in _REQUIRED if k not in rec]
+    if missing:
+        raise ValueError(f"not a run record (missing {', '.join(missing)})")
+    return rec
+
+
+def flatten(d: dict, prefix: str = "") -> dict:
+    """``{'a': {'b': 1}}`` → ``{'a.b': 1}``; lists become their JSON text."""
+    out = {}
+    for k, v in d.items():
+        key = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(flatten(v, key + "."))
+        elif isinstance(v, (list, tuple)):
+            out[key] = json.dumps(v)
+        else:
+            out[key] = v
+    return out
+
+
+def _num(x):
+    return float(x) if isinstance(x, (int, float)) and not isinstance(x, bool) else None
+
+
+def record_row(rec: dict, path: Path | None = None) -> dict:
+    """The flat row of one record (see module docstring for the columns)."""
+    row = {k: rec.get(k) for k in ("method", "kind", "dataset", "scenario", "model", "runner", "seed",
+                                   "budget", "scale", "experiment", "status", "reason", "failed_step",
+                                   "run_key", "run_dir", "steps")}
+    row["record_path"] = str(path) if path is not None else None
+    for k, v in (rec.get("metrics") or {}).items():
+        if not isinstance(v, (list, dict)):
+            row[k] = v
+    sel = rec.get("selection") or {}
+    for k, v in sel.items():
+        if k != "quality" and not isinstance(v, (list, dict)):
+            row[f"sel.{k}"] = v
+    q = sel.get("quality") or {}
+    for k, v in q.items():
+        if k == "domain_weight_share" and isinstance(v, dict):
+            for d, share in v.items():
+                row[f"q.domain_share.{d}"] = share
+        elif not isinstance(v, (list, dict)):
+            row[f"q.{k}"] = v
+    cost = rec.get("cost") or {}
+    for k, v in cost.items():
+        if not isinstance(v, dict):
+            row[f"cost.{k}"] = v
+    phases = cost.get("phases") or {}
+    for name, ph in phases.items():
+        for k, v in ph.items():
+            row[f"cost.{name}.{k}"] = v
+    own = {n: ph for n, ph in phases.items() if n not in NON_METHOD_PHASES}
+    # the method's own cost: selection/synthesis + training (data loading and evaluation excluded)
+    row["cost.method_wall_s"] = sum(_num(ph.get("wall_s")) or 0.0 for ph in own.values()) if own else None
+    row["cost.select_wall_s"] = sum(_num(ph.get("wall_s")) or 0.0 for n, ph in own.items() if n != "train") if own else None
+    cuda = max((_num(ph.get("peak_cuda_mb")) or 0.0 for ph in own.values()), default=0.0)
+    rss = max((_num(ph.get("peak_rss_mb")) or 0.0 for ph in own.values()), default=0.0)
+    row["cost.method_peak_mb"] = (cuda if cuda > 0 else rss) if own else None
+    row["cost.memory_kind"] = ("cuda" if cuda > 0 else "rss") if own else None
+    row["n_evals"] = len(rec.get("curve") or [])
+    for k, v in (rec.get("versions") or {}).items():
+        row[f"ver.{k}"] = v
+    git = rec.get("git") or {}
+    row["git.commit"], row["git.dirty"] = git.get("commit"), git.get("dirty")
+    argv = (rec.get("host") or {}).get("argv")
+    row["command"] = _command(argv) if argv else None
+    row.update(flatten(rec.get("config") or {}, "cfg."))
+    return row
+
+
+def _command(argv: list[str]) -> str:
+    import shlex
+
+    return " ".join(["selbench" if i == 0 else shlex.quote(str(a)) for i, a in enumerate(argv)])
+
+
+def load_runs(paths) -> Runs:
+    files = find_record_files(paths)
+    rows, recs, errors, ok_files = [], [], [], []
+    for f in files:
+        try:
+            rec = read_record_file(f)
+        except ValueError as e:
+            errors.append((str(f), str(e)))
+            continue
+        rows.append(record_row(rec, f))
+        recs.append(rec)
+        ok_files.append(f)
+    df = pd.DataFrame(rows)
+    if len(df):
+        add_labels(df)
+    return Runs(df, recs, errors, ok_files)
+
+
+def _fmt_value(v) -> str:
+    if isinstance(v, float):
+        return f"{v:g}"
+    return str(v)
+
+
+def _varying(df: pd.DataFrame, cols: list[str]) -> list[str]:
+    out = []
+    for c in cols:
+        vals = df[c].map(lambda v: None if v is None or (isinstance(v, float) and math.isnan(v)) else repr(v))
+        if vals.nunique(dropna=False) > 1:
+            out.append(c)
+    return out
+
+
+def add_labels(df: pd.DataFrame) -> None:
+    """Add ``setting`` and ``method_label`` (in place); see the module docstring."""
+    cfg_cols = [c for c in df.columns if c.startswith("cfg.")]
+    setting_cols = [c for c in cfg_cols if c not in _IGNORED_CFG and not c.startswith(_IGNORED_CFG_PREFIXES)]
+    method_cols = [c for c in cfg_cols if c.startswith("cfg.method.") and c != "cfg.method.name"]
+    base = df["dataset"].astype(str) + "-" + df["scenario"].astype(str)
+    df["setting"] = base
+    for name, idx in base.groupby(base).groups.items():
+        sub = df.loc[idx]
+        keys = _varying(sub, setting_cols)
+        if keys:
+            df.loc[idx, "setting"] = [
+                f"{name} [" + ", ".join(f"{k[4:]}={_fmt_value(sub.at[i, k])}" for k in keys) + "]" for i in idx]
+    df["method_label"] = df["method"].astype(str)
+    for (_, m), idx in df.groupby(["setting", "method"]).groups.items():
+        sub = df.loc[idx]
+        keys = _varying(sub, method_cols)
+        if keys:
+            df.loc[idx, "method_label"] = [
+                f"{m} (" + ", ".join(f"{k[len('cfg.method.'):]}={_fmt_value(sub.at[i, k])}" for k in keys) + ")"
+                for i in idx]

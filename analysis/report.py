@@ -1,0 +1,133 @@
+"""``selbench-report``: run records → tables, figures and one ``report.md``.
+
+    selbench-report results/                      # every record under results/
+    selbench-report 'results/digits-*' --out report_digits
+    selbench-report results/ --metric test_balanced_accuracy
+
+Reads only the local ``record.json`` files (never wandb).  Writes into ``--out``
+(default ``<first path>/report`` for a directory, else ``report``):
+
+* ``runs.csv`` — the tidy DataFrame, one row per run (failed runs included);
+* ``tables/<name>.{md,tex,csv}`` — comparison (long and wide), selection quality,
+  paper vs reproduced, failed runs, unreadable records;
+* ``figures/<name>.png``;
+* ``report.md`` — all of the above with the sweep's command lines and versions.
+
+Exit status: 0 when a report was written, 1 when there were no readable records, 2
+for bad arguments.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from selbench.analysis import figures as figs
+from selbench.analysis import tables
+from selbench.analysis.records import Runs, load_runs
+
+
+def build_report(paths, out_dir, metric: str = "test_accuracy", with_figures: bool = True) -> dict:
+    """Write everything; returns ``{"runs": Runs, "tables": {name: Table}, "figures": {name: path|None},
+    "report": path}``."""
+    runs = load_runs(paths)
+    out = Path(out_dir)
+    (out / "tables").mkdir(parents=True, exist_ok=True)
+    if runs.df.empty:
+        return {"runs": runs, "tables": {}, "figures": {}, "report": _write_empty(runs, out, paths)}
+    runs.df.to_csv(out / "runs.csv", index=False)
+    long = tables.comparison(runs.df, metric)
+    tabs = {"comparison_wide": tables.comparison_wide(long, metric), "comparison": long,
+            "quality": tables.quality(runs.df), "paper_vs_reproduced": tables.paper_vs_reproduced(runs.df, long, metric),
+            "failures": tables.failures(runs.df), "unreadable": tables.corrupt(runs.errors)}
+    for t in tabs.values():
+        t.write(out / "tables")
+    figures = figs.render_all(runs, out / "figures", metric) if with_figures else {}
+    report = out / "report.md"
+    report.write_text(_markdown(runs, tabs, figures, out, paths, metric))
+    return {"runs": runs, "tables": tabs, "figures": figures, "report": str(report)}
+
+
+def _write_empty(runs: Runs, out: Path, paths) -> str:
+    lines = ["# selbench report", "", f"No readable run records under: {', '.join(map(str, paths))}."]
+    if runs.errors:
+        lines += ["", "## Unreadable record files", "", tables.corrupt(runs.errors).to_markdown()]
+    p = out / "report.md"
+    p.write_text("\n".join(lines) + "\n")
+    return str(p)
+
+
+def _markdown(runs: Runs, tabs: dict, figures: dict, out: Path, paths, metric: str) -> str:
+    df = runs.df
+    n_ok, n_failed = int((df["status"] == "ok").sum()), int((df["status"] != "ok").sum())
+    L = ["# selbench report", "",
+         f"{len(df)} runs ({n_ok} ok, {n_failed} failed"
+         + (f", {len(runs.errors)} unreadable record files" if runs.errors else "") + ") from "
+         + ", ".join(f"`{p}`" for p in paths) + f". Primary metric: `{metric}`.", ""]
+    if runs.errors:
+        L += ["**Unreadable record files** (not included in any table):", "", tabs["unreadable"].to_markdown(), ""]
+    if n_failed:
+        L += [f"**Failed runs** ({n_failed}; kept out of the means, counted in the `seeds` column):", "",
+              tabs["failures"].to_markdown(), ""]
+    L += ["## Comparison", "", tabs["comparison_wide"].to_markdown(), "", "### Per setting", "",
+          tabs["comparison"].to_markdown(), ""]
+    if len(tabs["paper_vs_reproduced"].data):
+        L += ["## Paper vs reproduced", "", tabs["paper_vs_reproduced"].to_markdown(), ""]
+    if len(tabs["quality"].data):
+        L += ["## Selection quality", "", tabs["quality"].to_markdown(), ""]
+    L += ["## Figures", ""]
+    for name, (_, title, why) in figs.FIGURES.items():
+        p = figures.get(name)
+        if p:
+            L += [f"### {title}", "", f"![{title}]({Path(p).relative_to(out).as_posix()})", ""]
+        elif figures:
+            L += [f"- _{title}: not drawn ({why})._"]
+    L += ["", "## Provenance", "", "Command lines (as recorded in the runs):", ""]
+    for cmd, n in df["command"].fillna("(not recorded)").value_counts().sort_index().items():
+        L += [f"- `{cmd}` ({n} runs)"]
+    L += [""]
+    ver_cols = [c for c in df.columns if c.startswith("ver.")] + ["git.commit", "git.dirty"]
+    vers = df[[c for c in ver_cols if c in df.columns]].astype(str).drop_duplicates()
+    L += ["Versions:", "", tables.Table("v", "", vers, vers.rename(columns=lambda c: c.removeprefix("ver."))).to_markdown(), ""]
+    exps = sorted({e for e in df["experiment"].dropna()})
+    if exps:
+        L += [f"Experiment presets: {', '.join(f'`{e}`' for e in exps)}.", ""]
+    L += ["Tables as Markdown, LaTeX (booktabs) and CSV are in `tables/`; one row per run in `runs.csv`.", ""]
+    return "\n".join(L)
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="selbench-report", description="Tables, figures and report.md from selbench run records.")
+    ap.add_argument("paths", nargs="+", help="run directories, sweep roots, record.json files or glob patterns")
+    ap.add_argument("--out", help="output directory (default: <first directory>/report)")
+    ap.add_argument("--metric", default="test_accuracy", help="primary metric (default: test_accuracy)")
+    ap.add_argument("--no-figures", action="store_true", help="tables only")
+    args = ap.parse_args(argv)
+    out = args.out
+    if out is None:
+        first = Path(args.paths[0])
+        out = str(first / "report") if first.is_dir() else "report"
+    try:
+        res = build_report(args.paths, out, args.metric, not args.no_figures)
+    except FileNotFoundError as e:
+        print(f"selbench-report: error: {e}", file=sys.stderr)
+        return 2
+    runs = res["runs"]
+    for path, why in runs.errors:
+        print(f"selbench-report: warning: unreadable record {path}: {why}", file=sys.stderr)
+    if runs.df.empty:
+        print(f"selbench-report: no readable run records; wrote {res['report']}", file=sys.stderr)
+        return 1
+    wide = res["tables"]["comparison_wide"]
+    print(wide.text.to_string(index=False))
+    failed = runs.failed
+    for _, r in failed.iterrows():
+        print(f"selbench-report: failed run: {r['method']} seed={r['seed']} ({r['setting']}): {r['reason']}",
+              file=sys.stderr)
+    print(f"selbench-report: {len(runs.df)} runs ({len(failed)} failed, {len(runs.errors)} unreadable) -> {res['report']}",
+          file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
