@@ -1,0 +1,94 @@
+"""The one-step-lookahead meta-gradient shared by L2RW, MW-Net and online BLO.
+
+All three bilevel baselines approximate ``min_w L_m(θ*(w))``, ``θ*(w) = argmin_θ Σ_i w_i l_i(θ)``
+by differentiating the target loss through *one* virtual SGD step of the main model:
+
+    L_tr(θ, w) = reduce_i( w_i · l_i(θ) )                  reduce = sum (L2RW) or mean (MW-Net, BLO)
+    g          = ∇_θ L_tr(θ, w)                           autograd.grad(..., create_graph=True)
+    θ'         = θ − α · g                                a plain SGD step (no momentum, no weight decay),
+                                                          as in the papers' meta-models
+    L_m(θ')    = mean_j l(z_j^m; θ')                      through torch.func.functional_call
+    meta-grad  = ∂L_m(θ') / ∂(ε or φ)                     autograd.grad, second order through g
+
+``w`` is whatever tensor the caller builds from the (detached) pool losses: per-batch
+perturbations ε (L2RW), ``MLP_φ(l_i)`` (MW-Net) or a weight model's soft weights
+on embeddings (BLO); the meta-gradient reaches ε / φ only through ``w``. The
+model's own parameters are the leaves θ (their ``.grad`` is never touched, so the
+caller's real optimiser step is unaffected); no meta-layers, no ``higher``.
+
+**BatchNorm (and any other buffer).** Both virtual forward passes run in the model's
+current mode (train: batch statistics, like the official L2RW/MW-Net meta-models)
+but on *clones* of the buffers, so the running statistics that evaluation uses are
+updated only by the real step, once per iteration. This is exactly what MW-Net's
+official code does (it copies the model's state into a throwaway meta-model);
+running statistics are not differentiated through.
+
+**Cost accounting.** The adapter counts the forwards itself (pool batch at θ, target
+batch at θ'). Backwards: the inner gradient back-propagates the ``B`` pool examples;
+the meta-gradient back-propagates the ``T`` target examples *and* runs the
+backward-of-backward through the ``B`` pool examples' graph, so it counts ``T + B``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Sequence
+
+import torch
+from torch import Tensor
+
+
+@dataclass
+class Lookahead:
+    """The result of one virtual step; ``target_loss`` is differentiable w.r.t. what ``weights`` used."""
+
+    target_loss: Tensor      # L_m(θ'), scalar
+    pool_losses: Tensor      # l_i(θ), detached, [B]
+    weights: Tensor          # w_i as used in the virtual step, [B] (still in the graph)
+    n_pool: int
+    n_target: int
+
+
+def lookahead_params(adapter, which: str = "all") -> dict[str, Tensor]:
+    """The parameters the virtual step moves (``all`` | ``head`` | ``last:<k>``); the rest stay fixed."""
+    return {k: v for k, v in adapter.param_subset(which).items() if v.requires_grad}
+
+
+def one_step_lookahead(adapter, x: Tensor, y: Tensor, x_target: Tensor, y_target: Tensor,
+                       weight_fn: Callable[[Tensor], Tensor], lr: float, *, reduction: str = "mean",
+                       params: str | dict[str, Tensor] = "all") -> Lookahead:
+    """Virtual step ``θ' = θ − lr · ∇_θ reduce(w ⊙ l(θ))`` and the target loss at ``θ'``.
+
+    ``weight_fn(losses)`` receives the pool losses *detached* (MW-Net feeds them to its
+    MLP as ``cost.data``) and returns the weights ``[B]``, built from whatever is meta-learned.
+    """
+    if reduction not in ("sum", "mean"):
+        raise ValueError(f"reduction={reduction!r} (sum | mean)")
+    model = adapter.model
+    theta = lookahead_params(adapter, params) if isinstance(params, str) else params
+    names = list(theta)
+    buffers = {k: b.clone() for k, b in model.named_buffers()}  # the virtual step never moves running stats
+
+    losses = adapter.per_example_loss(x, y, params={**theta, **buffers})
+    w = weight_fn(losses.detach())
+    if w.shape != losses.shape:
+        raise ValueError(f"weight_fn returned shape {tuple(w.shape)} for {tuple(losses.shape)} losses")
+    inner = (w * losses).sum()
+    if reduction == "mean":
+        inner = inner / len(losses)
+    grads = torch.autograd.grad(inner, [theta[k] for k in names], create_graph=True, allow_unused=True)
+    adapter.cost.count(backward=len(x))
+    new = {k: (theta[k] if g is None else theta[k] - lr * g) for k, g in zip(names, grads)}
+    target_loss = adapter.per_example_loss(x_target, y_target, params={**new, **buffers}).mean()
+    return Lookahead(target_loss, losses.detach(), w, len(x), len(x_target))
+
+
+def meta_gradient(adapter, la: Lookahead, wrt: Sequence[Tensor]) -> tuple[Tensor, ...]:
+    """``∂ L_m(θ') / ∂ wrt`` (zeros where ``wrt`` does not reach the target loss)."""
+    grads = torch.autograd.grad(la.target_loss, list(wrt), allow_unused=True)
+    adapter.cost.count(backward=la.n_target + la.n_pool)
+    return tuple(torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads))
+
+
+def current_lr(optimizer: torch.optim.Optimizer) -> float:
+    """The main optimiser's current learning rate (after any schedule): the papers' default α."""
+    return float(optimizer.param_groups[0]["lr"])

@@ -1,0 +1,230 @@
+"""Bilevel reweighting baselines (L2RW, MW-Net, online BLO) and their shared lookahead."""
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+from torch import nn
+from torch.func import functional_call
+
+from conftest import TINY, compose_cfg
+from selbench.methods.blo import EmbeddingScorer, LossToWeight, l2rw_normalise
+from selbench.methods.lookahead import meta_gradient, one_step_lookahead
+from selbench.methods.registry import get_method
+from selbench.runners.adapter import VisionAdapter
+from selbench.runners.cost import CostTracker
+from selbench.runners.models import Classifier
+
+# ----------------------------------------------------------------------------- helpers
+
+
+def tiny_adapter(batchnorm: bool = False, seed: int = 0) -> VisionAdapter:
+    torch.manual_seed(seed)
+    layers = [nn.Linear(6, 5)] + ([nn.BatchNorm1d(5)] if batchnorm else []) + [nn.Tanh(), nn.Linear(5, 4), nn.ReLU()]
+    model = Classifier(nn.Sequential(*layers), 4, 3).double().train()
+    return VisionAdapter(model, 3, CostTracker(), torch.device("cpu"))
+
+
+def tiny_batches(seed: int = 1, b: int = 7, m: int = 5):
+    g = torch.Generator().manual_seed(seed)
+    return (torch.randn(b, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (b,), generator=g),
+            torch.randn(m, 6, generator=g, dtype=torch.float64), torch.randint(0, 3, (m,), generator=g))
+
+
+def reference_target_loss(model: nn.Module, x, y, xt, yt, weights_of_losses, lr: float, reduction: str) -> float:
+    """L_m(θ − lr ∇θ reduce(w ⊙ l(θ))) written out independently (no create_graph, fresh buffers)."""
+    params = {k: v.detach().clone().requires_grad_(True) for k, v in model.named_parameters()}
+    bufs = {k: b.clone() for k, b in model.named_buffers()}
+    losses = nn.functional.cross_entropy(functional_call(model, {**params, **bufs}, (x,)), y, reduction="none")
+    w = weights_of_losses(losses.detach())
+    inner = (w * losses).sum() / (len(losses) if reduction == "mean" else 1)
+    grads = torch.autograd.grad(inner, list(params.values()))
+    new = {k: p.detach() - lr * g for (k, p), g in zip(params.items(), grads)}
+    out = functional_call(model, {**new, **bufs}, (xt,))
+    return float(nn.functional.cross_entropy(out, yt))
+
+
+def central_differences(f, x: torch.Tensor, h: float = 1e-6) -> torch.Tensor:
+    g = torch.zeros_like(x)
+    for i in range(x.numel()):
+        e = torch.zeros_like(x).view(-1)
+        e[i] = h
+        e = e.view_as(x)
+        g.view(-1)[i] = (f(x + e) - f(x - e)) / (2 * h)
+    return g
+
+
+def rel_err(a: torch.Tensor, b: torch.Tensor) -> float:
+    return float((a - b).norm() / b.norm().clamp_min(1e-300))
+
+
+# ----------------------------------------------------------------------------- (a) meta-gradient = finite differences
+
+
+@pytest.mark.parametrize("batchnorm", [False, True])
+def test_meta_gradient_wrt_eps_matches_finite_differences(batchnorm):
+    ad = tiny_adapter(batchnorm)
+    x, y, xt, yt = tiny_batches()
+    lr = 0.7
+    eps0 = torch.rand(len(x), dtype=torch.float64, generator=torch.Generator().manual_seed(3))  # not only at ε = 0
+    eps = eps0.clone().requires_grad_(True)
+    la = one_step_lookahead(ad, x, y, xt, yt, lambda _l: eps, lr, reduction="sum")
+    (g,) = meta_gradient(ad, la, [eps])
+    fd = central_differences(lambda e: reference_target_loss(ad.model, x, y, xt, yt, lambda _l: e, lr, "sum"), eps0)
+    assert fd.abs().max() > 1e-4  # a real signal, not 0 ≈ 0
+    assert rel_err(g, fd) < 1e-3, (g, fd)
+
+
+def _flat_params(m: nn.Module) -> torch.Tensor:
+    return torch.cat([p.detach().reshape(-1) for p in m.parameters()])
+
+
+def _with_flat(m: nn.Module, flat: torch.Tensor) -> nn.Module:
+    m2 = copy.deepcopy(m)
+    i = 0
+    with torch.no_grad():
+        for p in m2.parameters():
+            p.copy_(flat[i:i + p.numel()].view_as(p))
+            i += p.numel()
+    return m2
+
+
+def test_meta_gradient_wrt_mwnet_phi_matches_finite_differences():
+    ad = tiny_adapter()
+    x, y, xt, yt = tiny_batches()
+    lr = 0.7
+    torch.manual_seed(5)
+    vnet = LossToWeight(hidden=4).double()
+    la = one_step_lookahead(ad, x, y, xt, yt, vnet, lr, reduction="mean")
+    g = torch.cat([t.reshape(-1) for t in meta_gradient(ad, la, list(vnet.parameters()))])
+    fd = central_differences(
+        lambda f: reference_target_loss(ad.model, x, y, xt, yt, _with_flat(vnet, f), lr, "mean"), _flat_params(vnet))
+    assert fd.abs().max() > 1e-6
+    assert rel_err(g, fd) < 1e-3
+
+
+def test_meta_gradient_wrt_blo_scorer_matches_finite_differences():
+    ad = tiny_adapter(batchnorm=True)
+    x, y, xt, yt = tiny_batches()
+    lr = 0.7
+    torch.manual_seed(6)
+    scorer = EmbeddingScorer(4, 3, "embed_x_label").double()
+    with torch.no_grad():  # move off the zero init so the softmax is not flat
+        for p in scorer.parameters():
+            p.normal_(0, 0.5)
+    emb = ad.model.features(x).detach()
+
+    def soft(sc):
+        return lambda _l: len(x) * torch.softmax(sc(emb, y), 0)
+
+    la = one_step_lookahead(ad, x, y, xt, yt, soft(scorer), lr, reduction="mean")
+    g = torch.cat([t.reshape(-1) for t in meta_gradient(ad, la, list(scorer.parameters()))])
+    fd = central_differences(
+        lambda f: reference_target_loss(ad.model, x, y, xt, yt, soft(_with_flat(scorer, f)), lr, "mean"),
+        _flat_params(scorer))
+    assert fd.abs().max() > 1e-6
+    assert rel_err(g, fd) < 1e-3
+
+
+def test_lookahead_leaves_model_parameters_grads_and_running_stats_alone():
+    ad = tiny_adapter(batchnorm=True)
+    x, y, xt, yt = tiny_batches()
+    before = copy.deepcopy(ad.model.state_dict())
+    eps = torch.zeros(len(x), dtype=torch.float64, requires_grad=True)
+    la = one_step_lookahead(ad, x, y, xt, yt, lambda _l: eps, 0.5, reduction="sum")
+    meta_gradient(ad, la, [eps])
+    for k, v in ad.model.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert all(p.grad is None for p in ad.model.parameters())
+    # passes are counted: pool B + target M forwards; B inner backward, M + B meta backward
+    assert (ad.cost.forward, ad.cost.backward) == (len(x) + len(xt), 2 * len(x) + len(xt))
+
+
+# ----------------------------------------------------------------------------- (b) L2RW guard
+
+
+def test_l2rw_normalisation_and_all_zero_guard():
+    w = l2rw_normalise(torch.tensor([0.0, 2.0, 0.0, 6.0]))
+    assert torch.allclose(w, torch.tensor([0.0, 0.25, 0.0, 0.75]))
+    z = l2rw_normalise(torch.zeros(5))
+    assert torch.equal(z, torch.zeros(5))  # not 0/0 = nan
+
+
+def make_ctx(tmp_path, method: str, overrides=()):
+    """A real RunContext (the runner's scenario, model and adapter) for stepping a method by hand."""
+    from omegaconf import OmegaConf
+
+    from selbench.methods.base import RunContext
+    from selbench.runners import vision
+    from selbench.runners.train import make_optimizer
+
+    cfg = compose_cfg(TINY + [f"method={method}", *overrides], tmp_path)
+    torch.manual_seed(0)
+    cost = CostTracker()
+    scen = vision.build_scenario(cfg, 0)
+    ad = vision.build_adapter(cfg, scen, cost, torch.device("cpu"))
+    opt = make_optimizer(ad.model.parameters(), cfg.runner.optimizer)
+    ctx = RunContext(pool=scen.pool, target=scen.target, num_classes=scen.num_classes, modality=scen.modality,
+                     adapter=ad, budget=float(cfg.budget.fraction), seed=0, generator=torch.Generator().manual_seed(0),
+                     device=torch.device("cpu"), cost=cost, steps=10, batch_size=32, target_batch_size=16,
+                     make_optimizer=lambda p, o=None: make_optimizer(p, o or cfg.runner.optimizer))
+    m = get_method(method).cls(OmegaConf.to_object(cfg.method))
+    m.setup(ctx, opt)
+    return ctx, m, opt
+
+
+@pytest.mark.parametrize("skip", [False, True])
+def test_l2rw_all_zero_batch_gives_zero_weights_and_no_nan(tmp_path, skip):
+    # inner_lr = 0: θ' = θ, so ∂L_m/∂ε = 0 exactly and every weight is clipped to 0
+    ctx, m, opt = make_ctx(tmp_path, "l2rw", ["method.inner_lr=0.0", f"method.skip_all_zero={skip}",
+                                              "runner.optimizer.momentum=0.9", "runner.optimizer.weight_decay=0.01"])
+    before = {k: v.detach().clone() for k, v in ctx.model.named_parameters()}
+    idx = torch.arange(32)
+    out = m.step(ctx, 1, idx, torch.arange(16))
+    assert out["zero_batch"] == 1.0 and torch.isfinite(torch.tensor(out["loss"]))
+    assert torch.equal(m.pool_weights(ctx)[idx], torch.zeros(32))
+    assert torch.equal(m.pool_weights(ctx)[32:], torch.ones(ctx.n_pool - 32))  # not yet drawn: 1
+    lr, wd = opt.param_groups[0]["lr"], opt.param_groups[0]["weight_decay"]
+    for k, p in ctx.model.named_parameters():
+        assert torch.isfinite(p).all()
+        # the paper's code still steps (zero loss gradient: only weight decay acts); skip leaves θ untouched
+        expect = before[k] if skip else before[k] * (1 - lr * wd)
+        assert torch.allclose(p.detach(), expect, atol=1e-7), k
+
+
+def test_l2rw_weights_are_a_normalised_clipped_meta_gradient(tmp_path):
+    ctx, m, _ = make_ctx(tmp_path, "l2rw")
+    out = m.step(ctx, 1, torch.arange(64), torch.arange(32))
+    w = m.pool_weights(ctx)[:64] / 64
+    assert (w >= 0).all() and abs(float(w.sum()) - 1) < 1e-5
+    assert 0 < out["weight_nonzero"] < 1  # some examples disagree with the target, some agree
+
+
+def test_mwnet_and_blo_steps_move_their_weight_models(tmp_path):
+    for name, attr in (("mwnet", "vnet"), ("blo", "scorer")):
+        ctx, m, _ = make_ctx(tmp_path, name)
+        before = [p.detach().clone() for p in getattr(m, attr).parameters()]
+        out = m.step(ctx, 1, torch.arange(32), torch.arange(16))
+        after = list(getattr(m, attr).parameters())
+        assert torch.isfinite(torch.tensor(out["loss"]))
+        assert any(not torch.equal(a, b) for a, b in zip(after, before)), name
+        w = m.pool_weights(ctx)
+        assert w.shape == (ctx.n_pool,) and torch.isfinite(w).all() and (w >= 0).all()
+
+
+def test_blo_keeps_the_budget_fraction_of_a_large_batch(tmp_path):
+    ctx, m, _ = make_ctx(tmp_path, "blo", ["budget=b020"])
+    assert m.L == min(ctx.n_pool, -(-ctx.batch_size * 5 // 1), m.cfg.max_large_batch)
+    assert m.k == round(0.2 * m.L)
+    out = m.step(ctx, 1, torch.arange(32), torch.arange(16))
+    assert out["n_kept"] == m.k
+
+
+def test_presets_reach_the_method_configs():
+    for exp in ("bads/mnist_balance", "bads/denoise"):
+        for name in ("l2rw", "mwnet", "blo"):
+            from pathlib import Path
+
+            from selbench.runners.validate import CONF_DIR
+            assert (Path(CONF_DIR) / "method_preset" / exp / f"{name}.yaml").exists(), (exp, name)
