@@ -13,6 +13,7 @@ method never sees.
 """
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from typing import Any, Callable, ClassVar
 
@@ -103,12 +104,36 @@ class Method:
     def __init__(self, cfg: Any):
         self.cfg = cfg
 
-    # Checkpointing hooks (method state: weights, weight-net, running averages, RNG).
+    # Checkpointing.  The default captures every attribute that is a tensor, a module,
+    # an optimiser / scheduler, a number, or a list / deque of numbers — enough for
+    # weights, weight networks and running averages.  Override for anything else.
     def state_dict(self) -> dict:
-        return {}
+        out = {}
+        for k, v in vars(self).items():
+            if k == "cfg":
+                continue
+            if isinstance(v, torch.Tensor):
+                out[k] = v.detach().clone()
+            elif hasattr(v, "state_dict") and callable(v.state_dict):
+                out[k] = v.state_dict()
+            elif isinstance(v, (bool, int, float)) or v is None:
+                out[k] = v
+            elif isinstance(v, (list, tuple, deque)) and all(isinstance(x, (int, float)) for x in v):
+                out[k] = list(v)
+        return out
 
     def load_state_dict(self, state: dict) -> None:
-        pass
+        for k, v in state.items():
+            cur = getattr(self, k, None)
+            if hasattr(cur, "load_state_dict") and callable(cur.load_state_dict):
+                cur.load_state_dict(v)
+            elif isinstance(cur, torch.Tensor) and cur.shape == v.shape:
+                with torch.no_grad():
+                    cur.copy_(v)
+            elif isinstance(cur, deque):
+                setattr(self, k, deque(v, maxlen=cur.maxlen))
+            else:
+                setattr(self, k, v)
 
 
 class Selector(Method):

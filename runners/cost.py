@@ -77,6 +77,13 @@ class CostTracker:
         self.forward += int(forward)
         self.backward += int(backward)
 
+    def state_dict(self) -> dict:
+        return {"phases": {k: dict(v) for k, v in self.phases.items()}, "forward": self.forward, "backward": self.backward}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.phases = {k: dict(v) for k, v in state["phases"].items()}
+        self.forward, self.backward = int(state["forward"]), int(state["backward"])
+
     def summary(self, n_pool: int) -> dict:
         return {
             "phases": self.phases,

@@ -11,7 +11,7 @@ import random
 import sys
 import time
 import traceback
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable
 
@@ -20,11 +20,12 @@ import torch
 from omegaconf import DictConfig, OmegaConf
 
 from selbench.datasets.data import Split
-from selbench.methods.base import RunContext, weighted_step
+from selbench.methods.base import RunContext, Selection, Synthesis, weighted_step
 from selbench.methods.registry import get_method
+from selbench.runners import checkpoint as ckpt
 from selbench.runners import record as rec
 from selbench.runners.cost import CostTracker
-from selbench.runners.errors import ConfigError, DivergedError
+from selbench.runners.errors import ConfigError, DataError, DivergedError, SelbenchError
 from selbench.runners.loggers import make_logger
 from selbench.runners.quality import selection_quality
 from selbench.runners.train import CyclicSampler, make_optimizer, make_schedule, run_steps
@@ -79,6 +80,8 @@ class Prepared:
     pool_weights: Callable[[], torch.Tensor]  # current per-pool-example weights
     summary: dict
     artifacts: dict
+    samplers: list = field(default_factory=list)
+    output: dict = field(default_factory=dict)  # the offline phase's result, kept in checkpoints
 
 
 def _fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | None, optimizer):
@@ -91,12 +94,16 @@ def _fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | Non
         w = None if weights is None else weights[idx]
         return {"loss": weighted_step(ctx, optimizer, data.x[idx], data.y[idx], w)}
 
-    return step_fn
+    return step_fn, sampler
 
 
-def prepare_selector(method, ctx: RunContext, optimizer, cost) -> Prepared:
-    with cost.phase("select"):
-        sel = method.select(ctx)
+def prepare_selector(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
+    if restored:  # resumed run: the selection was made before the interruption
+        sel = Selection(restored["pool_indices"], restored.get("pool_weights"), int(restored["target_repeats"]),
+                        restored.get("scores"))
+    else:
+        with cost.phase("select"):
+            sel = method.select(ctx)
     idx = sel.pool_indices.long().cpu()
     parts, weights = [ctx.pool.subset(idx)], []
     if sel.pool_weights is not None:
@@ -115,25 +122,35 @@ def prepare_selector(method, ctx: RunContext, optimizer, cost) -> Prepared:
     artifacts = {"pool_indices": idx.numpy(), "pool_weights": vec.numpy()}
     if sel.scores is not None:
         artifacts["scores"] = sel.scores.float().cpu().numpy()
-    return Prepared(_fixed_set_trainer(ctx, data, w_all, optimizer), lambda: vec, summary, artifacts)
+    step_fn, sampler = _fixed_set_trainer(ctx, data, w_all, optimizer)
+    output = {"pool_indices": idx, "pool_weights": sel.pool_weights, "target_repeats": sel.target_repeats,
+              "scores": sel.scores}
+    return Prepared(step_fn, lambda: vec, summary, artifacts, [sampler], output)
 
 
-def prepare_reweighter(method, ctx: RunContext, optimizer, cost) -> Prepared:
+def prepare_reweighter(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
     method.setup(ctx, optimizer)
     pool_s, tgt_s = CyclicSampler(ctx.n_pool, ctx.generator), CyclicSampler(len(ctx.target), ctx.generator)
 
     def step_fn(step: int) -> dict:
         return method.step(ctx, step, pool_s.next(ctx.batch_size), tgt_s.next(ctx.target_batch_size))
 
-    return Prepared(step_fn, lambda: method.pool_weights(ctx).float().cpu(), {"n_train": ctx.n_pool + len(ctx.target)}, {})
+    return Prepared(step_fn, lambda: method.pool_weights(ctx).float().cpu(),
+                    {"n_train": ctx.n_pool + len(ctx.target)}, {}, [pool_s, tgt_s])
 
 
-def prepare_synthesizer(method, ctx: RunContext, optimizer, cost) -> Prepared:
-    with cost.phase("synthesize"):
-        syn = method.synthesize(ctx)
+def prepare_synthesizer(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
+    if restored:
+        syn = Synthesis(Split(restored["x"], restored["y"]), int(restored["storage_bytes"]), restored.get("weights"),
+                        restored.get("info") or {})
+    else:
+        with cost.phase("synthesize"):
+            syn = method.synthesize(ctx)
     summary = {"n_train": len(syn.data), "storage_bytes": syn.storage_bytes, **syn.info}
-    return Prepared(_fixed_set_trainer(ctx, syn.data, syn.weights, optimizer),
-                    lambda: torch.zeros(0), summary, {})
+    step_fn, sampler = _fixed_set_trainer(ctx, syn.data, syn.weights, optimizer)
+    output = {"x": syn.data.x, "y": syn.data.y, "storage_bytes": syn.storage_bytes, "weights": syn.weights,
+              "info": syn.info}
+    return Prepared(step_fn, lambda: torch.zeros(0), summary, {}, [sampler], output)
 
 
 PREPARE = {"selector": prepare_selector, "reweighter": prepare_reweighter, "synthesizer": prepare_synthesizer}
@@ -184,10 +201,12 @@ def run_job(cfg: DictConfig) -> dict:
     }
     artifacts: dict = {}
     try:
-        record.update(_train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, artifacts))
+        record.update(_train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, artifacts, run_dir))
         record["status"] = "ok"
     except DivergedError as e:
         record.update(status="failed", reason=str(e), failed_step=e.step)
+    except DataError:  # e.g. a corrupt checkpoint: the user must act; write nothing
+        raise
     except ConfigError as e:  # raised by a method mid-run (e.g. an empty selection): the run failed
         record.update(status="failed", reason=str(e))
     except Exception as e:  # noqa: BLE001 - one failed run must not take down a sweep
@@ -197,9 +216,13 @@ def run_job(cfg: DictConfig) -> dict:
     record["started_at"], record["finished_at"] = started, time.time()
 
     truth = {k: v.cpu().numpy() for k, v in scenario.truth.items()}
-    if artifacts or truth:
+    try:
         rec.atomic_save_npz(run_dir / "selection.npz", **artifacts, **{f"truth_{k}": v for k, v in truth.items()})
-    rec.atomic_write_json(run_dir / rec.RECORD, record)  # last: the completion marker
+        rec.atomic_write_json(run_dir / rec.RECORD, record)  # last: the completion marker
+    except OSError as e:
+        raise SelbenchError(f"cannot write the results of {run_dir}: {e.strerror or e}") from None
+    if record["status"] == "ok" and not cfg.runner.get("keep_checkpoint", False):
+        (run_dir / ckpt.CHECKPOINT).unlink(missing_ok=True)
     logger.finish(record)
     return record
 
@@ -218,7 +241,7 @@ def _hydra_output_dir() -> str | None:
     return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
 
 
-def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, artifacts: dict) -> dict:
+def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, artifacts: dict, run_dir: Path) -> dict:
     adapter = runner.build_adapter(cfg, scenario, cost, device)
     steps, eval_every = effective_steps(cfg)
     g = torch.Generator().manual_seed(int(cfg.seed))
@@ -233,8 +256,33 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
         make_optimizer=lambda params, ocfg=None: make_optimizer(params, ocfg or rc.optimizer),
         log=logger.log,
     )
-    prepared = PREPARE[entry.cls.kind](method, ctx, optimizer, cost)
+    ck_path = run_dir / ckpt.CHECKPOINT
+    state = ckpt.load(ck_path) if cfg.get("resume", True) and ck_path.exists() else None
+    prepared = PREPARE[entry.cls.kind](method, ctx, optimizer, cost, restored=state["output"] if state else None)
     artifacts.update(prepared.artifacts)
+    curve: list[dict] = []
+    start = 0
+    if state is not None:  # continue exactly where the interrupted run checkpointed
+        adapter.model.load_state_dict(state["model"])
+        optimizer.load_state_dict(state["optimizer"])
+        if schedule is not None:
+            schedule.load_state_dict(state["schedule"])
+        method.load_state_dict(state["method"])
+        for sampler, st in zip(prepared.samplers, state["samplers"]):
+            sampler.load_state_dict(st)
+        cost.load_state_dict(state["cost"])
+        curve = list(state["curve"])
+        ckpt.set_rng_state(state["rng"], g)
+        start = int(state["step"])
+        print(f"selbench: resuming {run_dir} from step {start}", file=sys.stderr)
+
+    def on_checkpoint(step: int) -> None:
+        ckpt.save(ck_path, {
+            "step": step, "model": adapter.model.state_dict(), "optimizer": optimizer.state_dict(),
+            "schedule": schedule.state_dict() if schedule is not None else None,
+            "method": method.state_dict(), "samplers": [smp.state_dict() for smp in prepared.samplers],
+            "output": prepared.output, "cost": cost.state_dict(), "curve": curve, "rng": ckpt.rng_state(g),
+        })
 
     def step_fn(step):
         out = prepared.step_fn(step)
@@ -242,7 +290,6 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
             schedule.step()
         return out
 
-    curve: list[dict] = []
     track_weights = entry.cls.kind == "reweighter"
 
     def on_eval(step, extra):
@@ -258,7 +305,8 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
 
     progress = cfg.get("progress", "auto")
     show = sys.stderr.isatty() if progress == "auto" else bool(progress)
-    run_steps(steps, eval_every, step_fn, on_eval, cost, show, desc=f"{entry.name} s{cfg.seed}")
+    run_steps(steps, eval_every, step_fn, on_eval, cost, show, desc=f"{entry.name} s{cfg.seed}", start_step=start,
+              checkpoint_every=int(rc.get("checkpoint_every") or 0), on_checkpoint=on_checkpoint)
 
     with cost.phase("eval"):
         final = adapter.evaluate(scenario.test)
@@ -270,5 +318,6 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
         "metrics": {"test_" + k: v for k, v in final.items()},
         "curve": curve,
         "steps": steps,
+        "resumed_from_step": start or None,
         "selection": {**prepared.summary, "quality": quality},
     }

@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 
 RECORD = "record.json"
 #: config keys that do not change what a run computes; excluded from the run key.
-NON_SEMANTIC_KEYS = ("results_dir", "logger", "resume", "progress")
+NON_SEMANTIC_KEYS = ("results_dir", "logger", "resume", "progress", "objective", "experiment_name",
+                     "runner.checkpoint_every", "runner.keep_checkpoint", "runner.device", "runner.threads")
 
 
 def atomic_write_bytes(path: Path, data: bytes) -> None:
@@ -61,7 +62,12 @@ def _json_default(o):
 def semantic_config(cfg: DictConfig) -> dict:
     c = OmegaConf.to_container(cfg, resolve=True)
     for k in NON_SEMANTIC_KEYS:
-        c.pop(k, None)
+        *parents, leaf = k.split(".")
+        node = c
+        for p in parents:
+            node = node.get(p) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     return c
 
 

@@ -25,6 +25,12 @@ class CyclicSampler:
         self.n, self.g = n, generator
         self._perm, self._pos = torch.randperm(n, generator=generator), 0
 
+    def state_dict(self) -> dict:
+        return {"perm": self._perm.clone(), "pos": self._pos}
+
+    def load_state_dict(self, state: dict) -> None:
+        self._perm, self._pos = state["perm"].clone(), int(state["pos"])
+
     def next(self, k: int) -> Tensor:
         out = []
         while k > 0:
@@ -65,14 +71,17 @@ def eval_points(steps: int, every: int) -> list[int]:
 
 
 def run_steps(steps: int, eval_every: int, step_fn: Callable[[int], dict], on_eval: Callable[[int, dict], None],
-              cost, progress: bool, desc: str, start_step: int = 0) -> None:
+              cost, progress: bool, desc: str, start_step: int = 0,
+              checkpoint_every: int = 0, on_checkpoint: Callable[[int], None] | None = None) -> None:
     """Run ``step_fn(step)`` for steps ``start_step+1 … steps``; ``on_eval`` at each eval point.
 
     Training time and evaluation time go to separate cost phases.  A non-finite loss
     raises ``DivergedError`` with the step, so the run is recorded as failed there.
+    Checkpoints are taken right after an evaluation, once at least ``checkpoint_every``
+    steps have passed since the last one, so no half-averaged loss window is lost.
     """
     bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress, file=sys.stderr, leave=False)
-    step = start_step
+    step = last_ckpt = start_step
     window: list[float] = []
     for point in eval_points(steps, eval_every):
         if point <= step:
@@ -91,4 +100,8 @@ def run_steps(steps: int, eval_every: int, step_fn: Callable[[int], dict], on_ev
             on_eval(step, {"train_loss": sum(window) / len(window)})
         bar.set_postfix(loss=f"{window[-1]:.3f}")
         window.clear()
+        if on_checkpoint and checkpoint_every > 0 and step - last_ckpt >= checkpoint_every and step < steps:
+            with cost.phase("checkpoint"):
+                on_checkpoint(step)
+            last_ckpt = step
     bar.close()

@@ -114,6 +114,7 @@ def validate_overrides(overrides: list[str], config_name: str = "config") -> int
     from omegaconf.errors import OmegaConfBaseException
 
     variants = expand_sweep(overrides)
+    results_dirs = set()
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for variant in variants:
             try:
@@ -121,4 +122,19 @@ def validate_overrides(overrides: list[str], config_name: str = "config") -> int
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(_one_line(e)) from None
             check_config(cfg)
+            results_dirs.add(str(cfg.results_dir))
+    for d in sorted(results_dirs):
+        check_writable(Path(d))
     return len(variants)
+
+
+def check_writable(path: Path) -> None:
+    """The results directory must exist or be creatable, and accept a file."""
+    import tempfile
+
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=path, prefix=".selbench-probe-"):
+            pass
+    except OSError as e:
+        raise ConfigError(f"results_dir={str(path)!r} is not writable ({e.strerror or e})") from None

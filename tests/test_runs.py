@@ -95,4 +95,4 @@ def test_divergence_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
     assert sorted(r["status"] for r in recs) == ["failed", "ok"]
     failed = next(r for r in recs if r["status"] == "failed")
     assert "NaN" in failed["reason"] and failed["failed_step"] >= 1
-    assert "1 run(s) failed" in out.stderr and "Traceback" not in out.stderr
+    assert "1 of 2 run(s) failed" in out.stderr and "Traceback" not in out.stderr
