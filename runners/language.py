@@ -51,6 +51,38 @@ def _tokenizer_cfg(model_cfg) -> dict:
     return tok
 
 
+def check_language_config(cfg) -> None:
+    """Cheap checks run before anything is built (``runners/validate.py``)."""
+    from pathlib import Path
+
+    from selbench.datasets.text_scenarios import KINDS
+    from selbench.datasets.text_sources import TEXT_SOURCES
+    from selbench.datasets.text_tokenize import TOKENIZERS
+    from selbench.runners.lm_models import LM_MODELS
+
+    if cfg.model.name not in LM_MODELS:
+        raise ConfigError(f"unknown model {cfg.model.name!r} for the language runner "
+                          f"(choose from: {', '.join(sorted(LM_MODELS))})")
+    if cfg.dataset.name not in TEXT_SOURCES:
+        raise ConfigError(f"unknown dataset {cfg.dataset.name!r} for the language runner "
+                          f"(choose from: {', '.join(sorted(TEXT_SOURCES))})")
+    kind = cfg.scenario.get("kind", cfg.scenario.get("name"))
+    if kind not in KINDS:
+        raise ConfigError(f"scenario.kind={kind!r} is not a language scenario (choose from: {', '.join(KINDS)})")
+    tok = _tokenizer_cfg(cfg.model)
+    if tok.get("name") not in TOKENIZERS:
+        raise ConfigError(f"unknown tokenizer {tok.get('name')!r} (choose from: {', '.join(TOKENIZERS)})")
+    seq_len, ctx = cfg.scenario.get("seq_len", 128), cfg.model.get("context")
+    if not isinstance(seq_len, int) or seq_len < 8:
+        raise ConfigError(f"scenario.seq_len={seq_len!r} must be an integer >= 8")
+    if ctx is not None and seq_len > int(ctx):
+        raise ConfigError(f"scenario.seq_len={seq_len} exceeds model.context={ctx}")
+    paths = cfg.dataset.get("path")
+    for p in ([paths] if isinstance(paths, str) else list(paths or [])):
+        if not Path(str(p)).is_file():
+            raise ConfigError(f"dataset.path={str(p)!r} does not exist or is not a file")
+
+
 def build_scenario(cfg, seed: int):
     tok = build_tokenizer(_tokenizer_cfg(cfg.model))
     seq_len = int(cfg.scenario.get("seq_len", 128))

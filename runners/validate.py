@@ -46,6 +46,15 @@ def check_config(cfg: DictConfig) -> None:
     if modality not in entry.cls.modalities:
         raise ConfigError(f"method {entry.name!r} does not support the {modality} runner "
                           f"(it supports: {', '.join(entry.cls.modalities)})")
+    for group in ("dataset", "scenario", "model"):  # text configs declare `modality: language`
+        declared = str(cfg[group].get("modality", "vision"))
+        if declared != modality:
+            raise ConfigError(f"{group}={cfg[group].get('name')} is a {declared} config but runner={cfg.runner.name} "
+                              f"is {modality} (add runner={declared})")
+    if modality == "language":
+        from selbench.runners.language import check_language_config
+
+        check_language_config(cfg)
     if modality == "vision":
         from selbench.datasets.sources import SOURCES
         from selbench.runners.models import MODELS
