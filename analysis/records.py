@@ -70,7 +70,8 @@ def find_record_files(paths) -> list[Path]:
                     found[m.resolve()] = None
             elif m.is_dir():
                 for f in sorted(m.rglob(RECORD)):
-                    found[f.resolve()] = None
+                    if "wandb" not in f.relative_to(m).parts[:-1]:  # never a logger's mirror
+                        found[f.resolve()] = None
             else:
                 raise FileNotFoundError(f"no such file or directory: {m}")
     return sorted(found)
