@@ -102,10 +102,11 @@ def main(argv: list[str] | None = None) -> int:
     statuses = collect_statuses(OUTPUT_ROOTS)
     done = [s["run_dir"] for s in statuses if s.get("status") == "ok"]
     if len(statuses) > 1 and done:
-        _print_summary(done)
+        _print_summary([s["run_dir"] for s in statuses if s.get("run_dir")])  # failed runs counted too
     failed = [s for s in statuses if s.get("status") != "ok"]
     if failed:
-        print(f"selbench: {len(failed)} of {len(statuses)} run(s) failed", file=sys.stderr)
+        if len(statuses) > 1:
+            print(f"selbench: {len(failed)} of {len(statuses)} run(s) failed", file=sys.stderr)
         return 1
     return 0
 

@@ -65,7 +65,7 @@ def _scalars(metrics: dict, prefix: str = "") -> dict:
 class WandbLogger(Logger):
     """Mirrors a run to Weights & Biases: the resolved config at start, every logged
     step's metrics, and at the end the record's metrics / selection quality / cost as
-    the run summary plus ``record.json`` as a run file.
+    the run summary plus a copy of the record as the run file ``selbench_record.json``.
 
     ``mode: offline`` (the default) needs no account or network: the run is written
     under ``<run_dir>/wandb/offline-run-*`` and can be uploaded later with

@@ -331,3 +331,19 @@ print("OK")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180,
                          env={**__import__("os").environ, "PYTHONWARNINGS": "ignore"})
     assert out.returncode == 0 and "OK" in out.stdout, out.stderr[-3000:]
+
+
+def test_paper_figures_sit_beside_reproduced_ones(tmp_path):
+    """A run tagged with a paper preset's experiment name gets the paper's claim beside it."""
+    imb = BASE + SCENARIOS["imbalance"] + ["experiment_name=bads/mnist_balance"]
+    recs = [run_job(compose_cfg(imb + [f"method={m}"], tmp_path / "r")) for m in ("random", "erm")]
+    res = build_report([tmp_path / "r"], tmp_path / "rep", with_figures=False)
+    pv = pd.read_csv(tmp_path / "rep" / "tables" / "paper_vs_reproduced.csv")
+    assert list(pv.method) == ["random"]  # the paper makes no > 90% claim for Mixing (erm)
+    row = pv.iloc[0]
+    assert row.experiment == "bads/mnist_balance" and row.paper == 90.0 and "PAPER_NUMBERS.md" in row.source
+    assert row.reproduced == pytest.approx(100 * recs[0]["metrics"]["test_accuracy"])
+    assert bool(row.holds) == (100 * recs[0]["metrics"]["test_accuracy"] > 90)
+    comp = pd.read_csv(tmp_path / "rep" / "tables" / "comparison.csv")
+    assert comp.set_index("method").loc["random", "paper"].startswith("> 90%")
+    assert "## Paper vs reproduced" in Path(res["report"]).read_text()
