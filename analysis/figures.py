@@ -21,10 +21,11 @@ from selbench.analysis.records import Runs  # noqa: E402
 from selbench.analysis.tables import is_percent, scale  # noqa: E402
 
 DPI = 110
+MARKERS = "os^Dvp*"
 
 
-def _grid(n: int, w: float = 4.2, h: float = 3.3):
-    cols = min(n, 3)
+def _grid(n: int, w: float = 4.2, h: float = 3.3, max_cols: int = 3):
+    cols = min(n, max_cols)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
     for ax in axes.flat[n:]:
@@ -36,7 +37,7 @@ def _save(fig, path) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
-    fig.savefig(path, dpi=DPI)
+    fig.savefig(path, dpi=DPI, bbox_inches="tight")
     plt.close(fig)
     return str(path)
 
@@ -44,6 +45,10 @@ def _save(fig, path) -> str:
 def _colors(labels) -> dict:
     cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     return {m: cmap(i % cmap.N) for i, m in enumerate(sorted(labels, key=str))}
+
+
+def _legend_outside(ax) -> None:
+    ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
 
 
 def _ylabel(metric: str) -> str:
@@ -60,7 +65,7 @@ def plot_accuracy_vs_budget(runs: Runs, path, metric: str = "test_accuracy") -> 
     if ok.empty or ok.groupby("setting")["budget"].nunique().max() < 2:
         return None
     settings = [s for s, g in ok.groupby("setting") if g["budget"].nunique() > 1]
-    fig, axes = _grid(len(settings))
+    fig, axes = _grid(len(settings), 6.0, 3.4, max_cols=2)
     colors = _colors(ok["method_label"].unique())
     for ax, s in zip(axes, settings):
         g = ok[ok["setting"] == s]
@@ -69,11 +74,14 @@ def plot_accuracy_vs_budget(runs: Runs, path, metric: str = "test_accuracy") -> 
             ax.errorbar(st.index, st["mean"], yerr=st["std"].fillna(0), marker="o", capsize=3, label=m,
                         color=colors[m])
         ax.set_xscale("log")
+        ticks = sorted(g["budget"].unique())
+        ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
+        ax.minorticks_off()
         ax.set_xlabel("budget (fraction of pool)")
         ax.set_ylabel(_ylabel(metric))
         ax.set_title(_short(s), fontsize=9)
         ax.grid(alpha=0.3)
-    axes[0].legend(fontsize=7)
+        _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -93,27 +101,29 @@ def plot_accuracy_vs_cost(runs: Runs, path, metric: str = "test_accuracy") -> st
     if ok.empty:
         return None
     settings = sorted(ok["setting"].unique())
-    fig, axes = _grid(len(settings))
+    fig, axes = _grid(len(settings), 6.0, 3.4, max_cols=2)
     colors = _colors(ok["method_label"].unique())
     for ax, s in zip(axes, settings):
         g = ok[ok["setting"] == s]
         st = g.assign(_m=g[metric] * scale(metric)).groupby(["method_label", "budget"]).agg(
             m=("_m", "mean"), sd=("_m", "std"), t=("cost.method_wall_s", "mean"), ts=("cost.method_wall_s", "std"))
         st = st.reset_index()
+        budgets = sorted(st["budget"].unique())
         for _, r in st.iterrows():
             ax.errorbar(r.t, r.m, xerr=0 if pd.isna(r.ts) else r.ts, yerr=0 if pd.isna(r.sd) else r.sd,
-                        marker="o", capsize=3, color=colors[r.method_label],
+                        marker=MARKERS[budgets.index(r.budget) % len(MARKERS)], capsize=3, color=colors[r.method_label],
                         label=r.method_label if g["budget"].nunique() == 1 else f"{r.method_label} @ {r.budget:g}")
         front = pareto_front(st["t"].to_numpy(float), st["m"].to_numpy(float))
-        ax.step(st["t"].to_numpy()[front], st["m"].to_numpy()[front], where="post", color="k", lw=1, ls="--",
-                alpha=0.6, label="Pareto front")
+        ft, fm = st["t"].to_numpy()[front], st["m"].to_numpy()[front]
+        ax.step(ft, fm, where="post", color="k", lw=1, ls="--", alpha=0.6)
+        ax.scatter(ft, fm, s=120, facecolors="none", edgecolors="k", lw=1.2, zorder=5, label="Pareto front")
         if (st["t"] > 0).all() and st["t"].max() / max(st["t"].min(), 1e-9) > 20:
             ax.set_xscale("log")
         ax.set_xlabel("selection + training wall time (s)")
         ax.set_ylabel(_ylabel(metric))
         ax.set_title(_short(s), fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=6)
+        _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -141,7 +151,7 @@ def plot_learning_curves(runs: Runs, path, metric: str = "test_accuracy") -> str
     if cf.empty or metric not in cf.columns:
         return None
     settings = sorted(cf["setting"].unique())
-    fig, axes = _grid(len(settings))
+    fig, axes = _grid(len(settings), 6.0, 3.4, max_cols=2)
     colors = _colors(cf["method_label"].unique())
     for ax, s in zip(axes, settings):
         g = cf[cf["setting"] == s]
@@ -156,7 +166,7 @@ def plot_learning_curves(runs: Runs, path, metric: str = "test_accuracy") -> str
         ax.set_ylabel(_ylabel(metric))
         ax.set_title(_short(s), fontsize=9)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=7)
+        _legend_outside(ax)
     return _save(fig, path)
 
 
@@ -194,6 +204,13 @@ def plot_weight_distributions(runs: Runs, path, bins: int = 20) -> str | None:
         h = ((rec.get("selection") or {}).get("quality") or {}).get("histogram") or {}
         if "clean" in h and "corrupted" in h:
             panels.setdefault(key, {"w": [], "c": [], "hist": []})["hist"].append(h)
+    def informative(p):  # every example weighted alike (erm, pool_only, …): nothing to compare
+        if p["w"]:
+            w = np.concatenate(p["w"])
+            return len(w) > 0 and w.max() > w.min()
+        return any(sum(1 for x in np.add(h["clean"], h["corrupted"]) if x > 0) > 1 for h in p["hist"])
+
+    panels = {k: p for k, p in panels.items() if informative(p)}
     if not panels:
         return None
     keys = sorted(panels, key=lambda k: (str(k[0]), str(k[1])))
@@ -213,8 +230,8 @@ def plot_weight_distributions(runs: Runs, path, bins: int = 20) -> str | None:
             hn = np.sum([h["corrupted"] for h in same], axis=0)
         width = np.diff(edges)
         fc, fn = hc / max(hc.sum(), 1), hn / max(hn.sum(), 1)
-        ax.bar(edges[:-1], fc, width=width, align="edge", alpha=0.6, color="tab:green", label="clean")
-        ax.bar(edges[:-1], fn, width=width, align="edge", alpha=0.6, color="tab:red", label="corrupted")
+        ax.bar(edges[:-1], fc, width=width, align="edge", alpha=0.45, color="tab:green", label="clean")
+        ax.stairs(fn, edges, color="tab:red", lw=1.6, label="corrupted")
         ax.set_title(_short(f"{key[1]} — {key[0]}", 40), fontsize=8)
         ax.set_xlabel("final weight")
         ax.set_ylabel("fraction of examples")
@@ -245,10 +262,13 @@ def plot_weight_share_over_training(runs: Runs, path) -> str | None:
                 lab = lab.replace("domain.", "domain ")
                 ax.plot(st.index, st["mean"], label=lab)
                 ax.fill_between(st.index, st["mean"] - st["std"].fillna(0), st["mean"] + st["std"].fillna(0), alpha=0.15)
-        if "q.minority_pool_fraction" in runs.df.columns:
-            frac = runs.df[(runs.df["setting"] == s)]["q.minority_pool_fraction"].dropna()
-            if len(frac) and "sel_minority_weight_share" in share_cols:
-                ax.axhline(float(frac.mean()), color="k", ls=":", lw=1, label="minority pool fraction")
+        # what uniform weights would give: the share of such examples in the pool
+        for col, ref, lab in (("sel_minority_weight_share", "scn.pool_minority_fraction", "minority pool fraction"),
+                              ("sel_clean_weight_share", "scn.pool_clean_fraction", "clean pool fraction")):
+            if col in share_cols and g[col].notna().any() and ref in runs.df.columns:
+                frac = runs.df[runs.df["setting"] == s][ref].dropna()
+                if len(frac):
+                    ax.axhline(float(frac.mean()), color="k", ls=":", lw=1, label=lab)
         ax.set_ylim(0, 1)
         ax.set_title(_short(f"{m} — {s}", 40), fontsize=8)
         ax.set_xlabel("step")
@@ -262,8 +282,9 @@ FIGURES = {
     "accuracy_vs_budget": (plot_accuracy_vs_budget, "Accuracy vs budget", "needs a setting run at ≥ 2 budgets"),
     "accuracy_vs_cost": (plot_accuracy_vs_cost, "Accuracy vs cost (dashed: Pareto front)", "no ok runs with cost"),
     "learning_curves": (plot_learning_curves, "Learning curves (mean ± std over seeds)", "no eval curves"),
-    "weight_distributions": (plot_weight_distributions, "Final weights, clean vs corrupted examples",
-                             "no scenario with corrupted examples"),
+    "weight_distributions": (plot_weight_distributions, "Final weights, clean vs corrupted examples "
+                             "(methods that weight every example alike are left out)",
+                             "no method with varying weights in a scenario with corrupted examples"),
     "weight_share_over_training": (plot_weight_share_over_training, "Weight share over training (online reweighters)",
                                    "no online reweighter with ground-truth shares in these runs"),
 }

@@ -122,6 +122,9 @@ def record_row(rec: dict, path: Path | None = None) -> dict:
     for k, v in (rec.get("metrics") or {}).items():
         if not isinstance(v, (list, dict)):
             row[k] = v
+    for k, v in (rec.get("scenario_info") or {}).items():
+        if not isinstance(v, (list, dict)):
+            row[f"scn.{k}"] = v
     sel = rec.get("selection") or {}
     for k, v in sel.items():
         if k != "quality" and not isinstance(v, (list, dict)):

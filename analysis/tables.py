@@ -194,7 +194,8 @@ def comparison(df: pd.DataFrame, metric: str = "test_accuracy") -> Table:
 
     best = data.groupby(["setting", "budget"], dropna=False)[f"{metric}_mean"].transform(
         "max" if higher_is_better(metric) else "min")
-    is_best = np.isclose(data[f"{metric}_mean"], best) & data[f"{metric}_mean"].notna()
+    contested = data.groupby(["setting", "budget"], dropna=False)[f"{metric}_mean"].transform("count") > 1
+    is_best = np.isclose(data[f"{metric}_mean"], best) & data[f"{metric}_mean"].notna() & contested
     text = pd.DataFrame({
         "setting": data["setting"], "budget": data["budget"].map(lambda b: f"{b:g}" if b == b else "–"),
         "method": data["method"], "seeds": data["seeds"].astype(str) + data["failed"].map(lambda f: f" (+{f} failed)" if f else ""),
@@ -243,7 +244,8 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
     seeds = d.pivot_table(index="method", columns="_col", values="seeds", aggfunc="first", dropna=False)
     rank = d.pivot_table(index="method", columns="_col", values="rank", aggfunc="first", dropna=False)
     mean, std, seeds, rank = (x.reindex(index=methods, columns=columns) for x in (mean, std, seeds, rank))
-    avg_rank = rank.astype(float).mean(axis=1)
+    contested = [c for c in columns if mean[c].notna().sum() > 1]  # a method alone in a column is not ranked
+    avg_rank = rank[contested].astype(float).mean(axis=1) if contested else rank.astype(float).mean(axis=1) * np.nan
     uniform = seeds.stack().dropna().nunique() == 1
     text = pd.DataFrame(index=methods, columns=columns, dtype=object)
     for m in methods:
@@ -254,7 +256,8 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
                 s += f" (n={int(n)})"
             text.at[m, c] = s
     best = mean.max() if higher_is_better(metric) else mean.min()
-    bold = pd.DataFrame({c: np.isclose(mean[c].astype(float), best[c]) & mean[c].notna() for c in columns}, index=methods)
+    bold = pd.DataFrame({c: np.isclose(mean[c].astype(float), best[c]) & mean[c].notna() & (mean[c].notna().sum() > 1)
+                         for c in columns}, index=methods)
     text.insert(0, "method", methods)
     bold.insert(0, "method", False)
     text["avg rank"] = [_fmt(x, 1) for x in avg_rank]
@@ -268,7 +271,7 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
     data = data.reset_index().rename(columns={"index": "method"})
     notes = [f"{_label(metric)}, mean ± sample std over seeds"
              + (f" ({_n_seeds(int(seeds.stack().dropna().iloc[0]))} per cell)" if uniform and seeds.notna().any().any() else "")
-             + "; best per column in bold; avg rank over columns (1 = best)."]
+             + "; best per column in bold (where ≥ 2 methods ran); avg rank over the columns where ≥ 2 methods ran (1 = best)."]
     return Table("comparison_wide", f"Methods × settings ({_label(metric)})", data,
                  text.reset_index(drop=True), bold.reset_index(drop=True), notes)
 
@@ -314,8 +317,8 @@ def quality(df: pd.DataFrame) -> Table:
         if hib is None:
             continue
         m = data[f"{c[2:]}_mean"]
-        best = m.groupby([data["setting"], data["budget"]], dropna=False).transform("max")
-        bold[h] = (np.isclose(m, best) & m.notna()).values
+        grp = m.groupby([data["setting"], data["budget"]], dropna=False)
+        bold[h] = (np.isclose(m, grp.transform("max")) & m.notna() & (grp.transform("count") > 1)).values
     notes = ["Weights are the method's final per-pool-example weights (a selection is a 0/1 weight), scored "
              "against ground truth the method never saw. AUC 0.5 = no signal; minority pool fraction is the "
              "share a uniform weighting would give."]
