@@ -31,10 +31,13 @@ class Source:
 SOURCES: dict[str, Callable[..., Source]] = {}
 
 
-def register_source(name: str):
+def register_source(name: str, needs_root: bool = False):
+    """``needs_root``: the data exists only where the user points ``dataset.root``."""
+
     def deco(fn):
         if name in SOURCES:
             raise ValueError(f"data source {name!r} registered twice")
+        fn.needs_root = needs_root
         SOURCES[name] = fn
         return fn
 
@@ -181,16 +184,16 @@ def _torchvision(cls_name: str, root: str | None) -> Source:
                   len(tr.classes), list(tr.classes))
 
 
-@register_source("mnist")
+@register_source("mnist", needs_root=True)
 def mnist(root: str | None = None, **_) -> Source:
     return _torchvision("MNIST", root)
 
 
-@register_source("cifar10")
+@register_source("cifar10", needs_root=True)
 def cifar10(root: str | None = None, **_) -> Source:
     return _torchvision("CIFAR10", root)
 
 
-@register_source("cifar100")
+@register_source("cifar100", needs_root=True)
 def cifar100(root: str | None = None, **_) -> Source:
     return _torchvision("CIFAR100", root)

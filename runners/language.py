@@ -220,7 +220,8 @@ class LanguageAdapter:
         mask = y != IGNORE
         ys = y.clamp_min(0)
         correct = logits.gather(-1, ys[:, None])[:, 0]
-        others = logits.masked_fill(F.one_hot(ys, logits.shape[-1]).bool(), float("-inf"))
+        hit = torch.arange(logits.shape[-1], device=logits.device) == ys[:, None]  # one_hot is not vmap-safe
+        others = logits.masked_fill(hit, float("-inf"))
         return ((correct - torch.logsumexp(others, dim=-1)) * mask).sum()
 
     def _single_loss(self, params, x, y):

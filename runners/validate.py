@@ -64,6 +64,9 @@ def check_config(cfg: DictConfig) -> None:
         if cfg.dataset.name not in SOURCES:
             raise ConfigError(f"unknown dataset {cfg.dataset.name!r} (choose from: {', '.join(sorted(SOURCES))})")
         root = cfg.dataset.get("root")
+        if not root and SOURCES[cfg.dataset.name].needs_root:
+            raise ConfigError(f"dataset={cfg.dataset.name} needs dataset.root=<dir holding its torchvision files> "
+                              f"(nothing is downloaded)")
         if root and not Path(root).exists():
             raise ConfigError(f"dataset.root={root!r} does not exist")
 

@@ -1,0 +1,119 @@
+"""Bad input, tried as a new user would: one line naming the problem, non-zero exit, no record."""
+import errno
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from conftest import TINY, compose_cfg, selbench
+from selbench.runners import record as rec
+from selbench.runners.errors import SelbenchError
+from selbench.runners.cli import main
+from selbench.runners.job import run_job
+
+
+def _records(root: Path):
+    return sorted(root.rglob("record.json"))
+
+
+def _one_line_error(out, msg):
+    lines = [ln for ln in out.stderr.strip().splitlines() if ln]
+    assert out.returncode != 0
+    assert len(lines) == 1 and msg in lines[0], out.stderr
+    assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("args,msg", [
+    (["method=nope"], "unknown method 'nope' (choose from:"),
+    (["dataset=imagenet"], "unknown dataset 'imagenet' (choose from:"),
+    (["model=vgg"], "unknown model 'vgg' (choose from:"),
+    (["scenario=bogus"], "unknown scenario 'bogus' (choose from:"),
+    (["launcher=kubernetes"], "unknown launcher 'kubernetes' (choose from:"),
+    (["-m", "method=erm,bogus"], "unknown method 'bogus'"),
+    (["runner.steps=abc"], "runner.steps='abc' must be a positive integer"),
+    (["runner.optimizer.lr=fast"], "runner.optimizer.lr='fast' is not a number"),
+    (["method=random", "method.include_target=maybe"], "include_target"),
+    (["seed=-1"], "seed=-1 must be a non-negative integer"),
+    (["budget.fraction=1.5"], "budget.fraction=1.5 is out of range; allowed: (0, 1]"),
+    (["budget.fraction=0"], "budget.fraction=0 is out of range"),
+    (["-m", "budget.fraction=0.1,2"], "budget.fraction=2 is out of range"),
+    (["scenario.noise.rate=2"], "scenario.noise.rate=2 is out of range"),
+    (["runner.steps=0"], "runner.steps=0 must be a positive integer"),
+    (["dataset=cifar10", "dataset.root=/no/such/dir"], "dataset.root='/no/such/dir' does not exist"),
+    (["dataset=cifar10"], "dataset=cifar10 needs dataset.root"),
+    (["results_dir=/proc/selbench-results"], "results_dir='/proc/selbench-results' is not writable"),
+    (["method=erm", "+unknown_key=1", "runner.nonsense=3"], "nonsense"),
+])
+def test_bad_overrides(tmp_path, monkeypatch, capsys, args, msg):
+    """In-process (the checks run before Hydra launches anything); one subprocess case below."""
+    monkeypatch.chdir(tmp_path)
+    code = main([*args, "scale=debug"])
+    err = capsys.readouterr().err
+    lines = [ln for ln in err.strip().splitlines() if ln]
+    assert code == 2
+    assert len(lines) == 1 and msg in lines[0], err
+    assert not _records(tmp_path)
+
+
+def test_bad_override_through_the_console_script(tmp_path):
+    out = selbench("method=nope", cwd=tmp_path)
+    _one_line_error(out, "unknown method 'nope' (choose from:")
+    assert out.returncode == 2
+
+
+def test_missing_data_files_name_the_package(tmp_path):
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    out = selbench(f"dataset.root={empty}", "scale=debug", cwd=tmp_path)
+    _one_line_error(out, "apt-get install dataset-fashion-mnist")
+    assert not _records(tmp_path)
+
+
+def _checkpointed_run_dir(tmp_path) -> tuple[list[str], Path]:
+    """A run killed after its first checkpoint (simulated by keeping the checkpoint of a finished run)."""
+    args = TINY + ["method=random", "runner.checkpoint_every=30", "runner.keep_checkpoint=true"]
+    r = run_job(compose_cfg(args, tmp_path))
+    run_dir = Path(r["run_dir"])
+    (run_dir / "record.json").unlink()
+    return args, run_dir
+
+
+@pytest.mark.parametrize("damage", ["garbage", "truncated", "empty"])
+def test_corrupt_or_truncated_checkpoint(tmp_path, damage):
+    args, run_dir = _checkpointed_run_dir(tmp_path)
+    ck = run_dir / "checkpoint.pt"
+    data = ck.read_bytes()
+    ck.write_bytes({"garbage": b"not a checkpoint" * 10, "truncated": data[: len(data) // 2], "empty": b""}[damage])
+    out = selbench(*args, f"results_dir={tmp_path}", cwd=tmp_path)
+    _one_line_error(out, "is corrupt or truncated")
+    assert "delete it to restart" in out.stderr
+    assert not (run_dir / "record.json").exists()
+
+
+def test_checkpoints_load_with_weights_only(tmp_path):
+    _, run_dir = _checkpointed_run_dir(tmp_path)
+    state = torch.load(run_dir / "checkpoint.pt", weights_only=True)
+    assert state["step"] == 30 and "model" in state and "rng" in state
+
+
+def test_corrupt_record_is_rerun_not_trusted(tmp_path):
+    cfg = compose_cfg(TINY + ["method=erm"], tmp_path)
+    first = run_job(cfg)
+    path = Path(first["run_dir"]) / "record.json"
+    path.write_text('{"status": "ok", "metrics": ')  # truncated JSON
+    again = run_job(cfg)
+    assert again["status"] == "ok" and again["metrics"] == first["metrics"]
+    assert json.loads(path.read_text())["finished_at"] == again["finished_at"]
+
+
+def test_disk_full_leaves_no_partial_record(tmp_path, monkeypatch):
+    def enospc(fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(rec.os, "fsync", enospc)
+    cfg = compose_cfg(TINY + ["method=erm"], tmp_path)
+    with pytest.raises(SelbenchError, match="cannot write the results of .*No space left on device"):
+        run_job(cfg)
+    assert not _records(tmp_path)
+    assert not [p for p in tmp_path.rglob("*") if p.name.endswith(".tmp")]
