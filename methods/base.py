@@ -50,6 +50,9 @@ class RunContext:
     target_batch_size: int
     make_optimizer: Callable[..., torch.optim.Optimizer]
     log: Callable[[int, dict], None] = lambda step, d: None
+    #: ``runners.cache.ArtifactCache``: ``ctx.cache.get_or_compute(name, key, fn)`` for
+    #: proxy models / gradient features shared across the runs of a sweep.
+    cache: Any = None
     extra: dict = field(default_factory=dict)
 
     @property

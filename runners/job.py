@@ -24,6 +24,7 @@ from selbench.methods.base import RunContext, Selection, Synthesis, weighted_ste
 from selbench.methods.registry import get_method
 from selbench.runners import checkpoint as ckpt
 from selbench.runners import record as rec
+from selbench.runners.cache import ArtifactCache
 from selbench.runners.cost import CostTracker
 from selbench.runners.errors import ConfigError, DataError, DivergedError, SelbenchError
 from selbench.runners.loggers import make_logger
@@ -254,7 +255,7 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
         adapter=adapter, budget=float(cfg.budget.fraction), seed=int(cfg.seed), generator=g, device=device,
         cost=cost, steps=steps, batch_size=int(rc.batch_size), target_batch_size=int(rc.target_batch_size),
         make_optimizer=lambda params, ocfg=None: make_optimizer(params, ocfg or rc.optimizer),
-        log=logger.log,
+        log=logger.log, cache=ArtifactCache(cfg.get("cache_dir")),
     )
     ck_path = run_dir / ckpt.CHECKPOINT
     state = ckpt.load(ck_path) if cfg.get("resume", True) and ck_path.exists() else None
@@ -319,5 +320,6 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
         "curve": curve,
         "steps": steps,
         "resumed_from_step": start or None,
+        "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
         "selection": {**prepared.summary, "quality": quality},
     }

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 RECORD = "record.json"
 #: config keys that do not change what a run computes; excluded from the run key.
-NON_SEMANTIC_KEYS = ("results_dir", "logger", "resume", "progress", "objective", "experiment_name",
+NON_SEMANTIC_KEYS = ("results_dir", "cache_dir", "logger", "resume", "progress", "objective", "experiment_name",
                      "runner.checkpoint_every", "runner.keep_checkpoint", "runner.device", "runner.threads")
 
 
