@@ -2,6 +2,7 @@
 import json
 
 import pytest
+import torch
 
 from conftest import TINY, compose_cfg, selbench
 from selbench.runners.job import run_job
@@ -67,3 +68,24 @@ def test_divergence_is_recorded_as_failed_and_the_sweep_goes_on(tmp_path):
     failed = next(r for r in recs if r["status"] == "failed")
     assert "NaN" in failed["reason"] and failed["failed_step"] >= 1
     assert "1 of 2 run(s) failed" in out.stderr and "Traceback" not in out.stderr
+
+
+def test_a_method_that_runs_out_of_memory_is_recorded_as_failed(tmp_path):
+    from selbench.methods.base import Reweighter
+    from selbench.methods.registry import register_method, unregister_method
+
+    @register_method("oom_tmp")
+    class OOM(Reweighter):
+        def step(self, ctx, step, pool_idx, target_idx):
+            raise MemoryError("cannot allocate 80 GiB")
+
+        def pool_weights(self, ctx):
+            return torch.ones(ctx.n_pool)
+
+    try:
+        rec = run_job(compose_cfg(TINY + ["method=oom_tmp"], tmp_path))
+    finally:
+        unregister_method("oom_tmp")
+    assert rec["status"] == "failed" and rec["reason"] == "MemoryError: cannot allocate 80 GiB"
+    run_dir = tmp_path / rec["run_dir"].split(str(tmp_path) + "/")[-1]
+    assert (run_dir / "record.json").exists() and "MemoryError" in (run_dir / "error.txt").read_text()
