@@ -9,7 +9,7 @@ from torch import nn
 from torch.func import functional_call
 
 from conftest import TINY, compose_cfg
-from selbench.methods.blo import EmbeddingScorer, LossToWeight, l2rw_normalise
+from selbench.methods.blo import EmbeddingScorer, LossToWeight, l2rw_normalise, sum_normalise
 from selbench.methods.lookahead import meta_gradient, one_step_lookahead
 from selbench.methods.registry import get_method
 from selbench.runners.adapter import VisionAdapter
@@ -96,10 +96,15 @@ def test_meta_gradient_wrt_mwnet_phi_matches_finite_differences():
     lr = 0.7
     torch.manual_seed(5)
     vnet = LossToWeight(hidden=4).double()
-    la = one_step_lookahead(ad, x, y, xt, yt, vnet, lr, reduction="mean")
+
+    def weights(v):  # MW-Net's batch-normalised V(l)/ΣV(l)
+        return lambda l: sum_normalise(v(l))
+
+    la = one_step_lookahead(ad, x, y, xt, yt, weights(vnet), lr, reduction="sum")
     g = torch.cat([t.reshape(-1) for t in meta_gradient(ad, la, list(vnet.parameters()))])
     fd = central_differences(
-        lambda f: reference_target_loss(ad.model, x, y, xt, yt, _with_flat(vnet, f), lr, "mean"), _flat_params(vnet))
+        lambda f: reference_target_loss(ad.model, x, y, xt, yt, weights(_with_flat(vnet, f)), lr, "sum"),
+        _flat_params(vnet))
     assert fd.abs().max() > 1e-6
     assert rel_err(g, fd) < 1e-3
 
