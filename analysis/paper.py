@@ -52,7 +52,7 @@ def _bads() -> list[PaperRef]:
     refs = []
     # MNIST 4-vs-9 balancing: "every method but Mixing and ClassAct exceeds 90%"
     for m in ("bads", "blo", "l2rw", "mwnet", "target_only", "random", "duplicate_target"):
-        refs.append(PaperRef("bads/mnist_balance", m, "min", 90.0, "> 90% (all but Mixing, ClassAct)", BADS_SRC))
+        refs.append(PaperRef("bads/mnist_balance*", m, "min", 90.0, "> 90% (all but Mixing, ClassAct)", BADS_SRC))
     # CIFAR-10 denoising at 80% noise: BADS − BLO ≈ +15, BADS − non-DPS ≈ +20
     for noise in (0.8,):
         where = (("scenario.noise.rate", noise),)
