@@ -8,12 +8,13 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from conftest import TINY, compose_cfg
+from conftest import TINY, compose_cfg, needs_fashion
 from selbench.methods.blo import EmbeddingScorer, LossToWeight, l2rw_normalise, sum_normalise
 from selbench.methods.lookahead import meta_gradient, one_step_lookahead
 from selbench.methods.registry import get_method
 from selbench.runners.adapter import VisionAdapter
 from selbench.runners.cost import CostTracker
+from selbench.runners.job import run_job
 from selbench.runners.models import Classifier
 
 # ----------------------------------------------------------------------------- helpers
@@ -233,3 +234,60 @@ def test_presets_reach_the_method_configs():
 
             from selbench.runners.validate import CONF_DIR
             assert (Path(CONF_DIR) / "method_preset" / exp / f"{name}.yaml").exists(), (exp, name)
+
+
+# ----------------------------------------------------------------------------- runs through the real runner
+
+
+@pytest.mark.parametrize("method", ["l2rw", "mwnet", "blo"])
+def test_runs_end_to_end_with_weights_scored_and_lookahead_passes_counted(tmp_path, method):
+    rec = run_job(compose_cfg(TINY + [f"method={method}", "runner.steps=8", "runner.eval_every=4"], tmp_path))
+    assert rec["status"] == "ok", rec.get("reason")
+    q = rec["selection"]["quality"]
+    assert q["auc_clean_vs_corrupted"] is not None and len(rec["curve"]) == 2
+    b, t, n = 64, 32, rec["scenario_info"]["n_pool"]
+    # at least: pool batch at θ, target batch at θ', and the real step (BLO: scoring too)
+    assert rec["cost"]["forward_examples"] >= 8 * (2 * b + t)
+    assert rec["cost"]["backward_examples"] >= 8 * (2 * b + t)
+
+
+def test_config_defaults_are_the_papers_and_overridable(tmp_path):
+    cfg = compose_cfg(TINY + ["method=mwnet"], tmp_path)
+    assert (cfg.method.hidden, cfg.method.meta_lr, cfg.method.meta_weight_decay) == (100, 1e-3, 1e-4)
+    cfg = compose_cfg(TINY + ["method=blo", "method.weight_lr=0.01", "method.selection=top"], tmp_path)
+    assert cfg.method.weight_lr == 0.01 and cfg.method.selection == "top"
+    cfg = compose_cfg(["experiment=bads/denoise", "method=blo"], tmp_path)
+    assert cfg.method.weight_lr == 1e-4 and cfg.method.features == "embed_x_label"  # the preset applied
+    cfg = compose_cfg(["experiment=bads/mnist_balance", "method=blo"], tmp_path)
+    assert cfg.method.features == "embed"
+
+
+# ----------------------------------------------------------------------------- (c) behaviour (slow)
+
+NOISY = ["dataset=fashion_mnist", "scenario=sym_noise", "scenario.pool_size=5000", "scenario.target_per_class=20",
+         "model=lenet5", "runner.steps=300", "runner.eval_every=300", "runner.batch_size=64",
+         "runner.target_batch_size=32", "budget=b050", "progress=false", "runner.device=cpu"]
+
+
+@pytest.mark.slow
+@needs_fashion
+@pytest.mark.parametrize("method,min_auc", [("l2rw", 0.6), ("mwnet", 0.8), ("blo", 0.8)])
+def test_clean_examples_outweigh_noisy_ones(tmp_path, method, min_auc):
+    """Fashion-MNIST, 50% symmetric noise, 5,000 pool, 200 clean targets, LeNet5, 300 steps."""
+    rec = run_job(compose_cfg(NOISY + [f"method={method}"], tmp_path))
+    assert rec["status"] == "ok", rec.get("reason")
+    q = rec["selection"]["quality"]
+    assert q["auc_clean_vs_corrupted"] > min_auc, q
+    assert q["clean_weight_mean"] > q["corrupted_weight_mean"]
+
+
+@pytest.mark.slow
+def test_l2rw_balances_the_imbalance_setting_better_than_erm(tmp_path):
+    """experiment=bads/mnist_balance (MNIST-5k 4-vs-9, 3 fours among 320) at scale=small (600 steps)."""
+    base = ["experiment=bads/mnist_balance", "scale=small", "progress=false", "runner.device=cpu"]
+    bal = {}
+    for m in ("erm", "l2rw"):
+        rec = run_job(compose_cfg(base + [f"method={m}"], tmp_path))
+        assert rec["status"] == "ok", rec.get("reason")
+        bal[m] = rec["metrics"]["test_balanced_accuracy"]
+    assert bal["l2rw"] > bal["erm"] + 0.15, bal
