@@ -15,7 +15,11 @@ Pool ``D_t`` (``N_t`` examples), target ``D_m`` (``N_m``), per-example losses ``
 
 Weights ``w_i = sigmoid(·)``: either a *weight network* (``weights=net``: one linear
 layer on the backbone's detached penultimate embedding, optionally ⊕ one-hot label)
-or one free logit per pool example (``weights=per_sample``).
+or one free logit per pool example (``weights=per_sample``).  ``w_hidden > 0`` puts
+one ReLU layer in the weight net: a *linear* map of ``emb ⊕ onehot(y)`` is
+``a·emb + b_y`` and cannot express whether the label agrees with the image (only a
+per-label bias), so label-noise detection needs the hidden layer; the paper says
+"linear + sigmoid" only for its MNIST runs.
 
 Update (one joint SGLD step per iteration; no lookahead, no second order)::
 
@@ -94,6 +98,7 @@ from selbench.runners.errors import ConfigError
 class BADSConfig(MethodConfig):
     weights: str = "net"                 # net | per_sample
     label_onehot: bool = True            # weight net input: embedding ⊕ one-hot (noisy) label
+    w_hidden: int = 0                    # weight net: 0 = linear + sigmoid (paper); >0 = one ReLU hidden layer
     beta: Optional[float] = None         # fraction of the pool believed useful; null = budget.fraction
     sigma: float = 1.0e-5                # prior tightness (paper: 1e-5)
     prior_norm: str = "fraction"         # fraction | count | per_example
@@ -151,6 +156,7 @@ class BADS(Reweighter):
         self._swapped = False
         init = self.beta if c.init_weight is None else float(c.init_weight)
         dev = ctx.device
+        dtype = next(ctx.model.parameters()).dtype
         if c.theta_lr is not None:
             for g in optimizer.param_groups:
                 if "initial_lr" in g:
@@ -158,16 +164,22 @@ class BADS(Reweighter):
                                       "(set runner.optimizer.lr instead)")
                 g["lr"] = float(c.theta_lr)
         if c.weights == "per_sample":
-            self.logits = torch.full((ctx.n_pool,), _logit(init), device=dev, requires_grad=True)
+            self.logits = torch.full((ctx.n_pool,), _logit(init), device=dev, dtype=dtype,
+                                     requires_grad=True)
             w_params = [self.logits]
             self.wnet = None
         else:
             if c.label_onehot and ctx.modality != "vision":
                 raise ConfigError("method.label_onehot needs class labels (vision); set it to false")
             d_in = int(ctx.adapter.embed_dim) + (ctx.num_classes if c.label_onehot else 0)
-            self.wnet = nn.Linear(d_in, 1).to(dev)
+            if c.w_hidden < 0:
+                raise ConfigError(f"method.w_hidden={c.w_hidden} must be ≥ 0")
+            self.wnet = (nn.Linear(d_in, 1) if c.w_hidden == 0 else
+                         nn.Sequential(nn.Linear(d_in, c.w_hidden), nn.ReLU(), nn.Linear(c.w_hidden, 1)))
+            self.wnet.to(device=dev, dtype=dtype)
             with torch.no_grad():
-                self.wnet.bias.fill_(_logit(init))
+                last = self.wnet if c.w_hidden == 0 else self.wnet[-1]
+                last.bias.fill_(_logit(init))
             w_params = list(self.wnet.parameters())
             self.logits = None
         if c.w_optimizer == "sgd":
@@ -290,9 +302,9 @@ class BADS(Reweighter):
         self.w_hist.append(float(w.mean()))
         if self.cfg.collect_samples:
             self._collect(ctx, step)
-        return {"loss": float(o["loss_theta"].detach()), "loss_target": float(o["l_target"].mean()),
+        return {"loss": float(o["loss_theta"].detach()), "loss_target": float(o["l_target"].detach().mean()),
                 "loss_pool_weighted": float((w * o["l_pool"].detach()).mean()), "w_batch_mean": float(w.mean()),
-                "s_bar": float(o["s_bar"]), "prior": float(o["prior"]), "prior_gain": self.prior_gain}
+                "s_bar": float(o["s_bar"].detach()), "prior": float(o["prior"].detach()), "prior_gain": self.prior_gain}
 
     # -- posterior samples ---------------------------------------------------------------------
     def _collect(self, ctx: RunContext, step: int) -> None:
