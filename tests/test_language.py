@@ -288,8 +288,8 @@ def test_every_language_method_runs_on_text(tmp_path, method):
 
 def _lm_run(tmp_path, *extra):
     args = ["runner=language", "scenario=domain_mixture", "model.width=64", "model.depth=2", "model.context=64",
-            "model.tokenizer.max_vocab=1024", "scenario.pool_size=1000", "scenario.test_size=100",
-            "runner.steps=300", "runner.eval_every=100", "runner.batch_size=16", "runner.optimizer.lr=6e-3",
+            "model.tokenizer.max_vocab=2048", "scenario.pool_size=4000", "scenario.test_size=100",
+            "runner.steps=400", "runner.eval_every=100", "runner.batch_size=16", "runner.optimizer.lr=6e-3",
             "runner.device=cpu", "runner.threads=1", *extra]
     out = selbench(*args, cwd=tmp_path, timeout=1200)
     assert out.returncode == 0, out.stderr
@@ -303,9 +303,9 @@ def test_tiny_gpt_beats_the_unigram_baseline_on_the_target_domain(tmp_path, meth
     rec, out = _lm_run(tmp_path, f"method={method}", f"budget={budget}")
     ppl, uni = rec["metrics"]["test_perplexity"], rec["scenario_info"]["test_unigram_perplexity"]
     print(f"{method}: target-domain perplexity {ppl:.1f} vs unigram {uni:.1f}")
-    assert ppl < 0.75 * uni
+    assert ppl < 0.7 * uni  # measured: erm ~0.45x, random(0.2) ~0.5x the unigram perplexity
     assert rec["curve"][0]["test_perplexity"] > rec["curve"][-1]["test_perplexity"]
-    assert "perplexity" in out.stderr
+    assert rec["selection"]["n_selected"] == (4000 if method == "erm" else 800)
 
 
 # --------------------------------------------------------------------------- the pretrained model
