@@ -189,7 +189,7 @@ class BADS(Reweighter):
         B = ctx.batch_size
         p2 = {"fraction": 1.0, "count": float(ctx.n_pool) ** 2, "per_example": float(ctx.n_pool) ** 2 / B}[c.prior_norm]
         z_w = {"mean": ctx.n_pool, "sum": ctx.n_pool / B, "none": 1.0}[c.w_norm]
-        self.prior_gain = float("nan") if c.weights == "per_sample" else c.lr_w * B * (init * (1 - init)) ** 2 * p2 / (c.sigma ** 2 * ctx.n_pool * z_w)
+        self.prior_gain = None if c.weights == "per_sample" else c.lr_w * B * (init * (1 - init)) ** 2 * p2 / (c.sigma ** 2 * ctx.n_pool * z_w)
         self.w_hist: deque = deque(maxlen=int(c.s_avg))
         self.noise_gen = torch.Generator(device=dev).manual_seed(int(ctx.seed) * 7919 + 17)
         self.n_samples = 0
@@ -304,7 +304,8 @@ class BADS(Reweighter):
             self._collect(ctx, step)
         return {"loss": float(o["loss_theta"].detach()), "loss_target": float(o["l_target"].detach().mean()),
                 "loss_pool_weighted": float((w * o["l_pool"].detach()).mean()), "w_batch_mean": float(w.mean()),
-                "s_bar": float(o["s_bar"].detach()), "prior": float(o["prior"].detach()), "prior_gain": self.prior_gain}
+                "s_bar": float(o["s_bar"].detach()), "prior": float(o["prior"].detach()),
+                **({} if self.logits is not None else {"prior_gain": self.prior_gain})}
 
     # -- posterior samples ---------------------------------------------------------------------
     def _collect(self, ctx: RunContext, step: int) -> None:

@@ -154,12 +154,12 @@ def test_running_sum_uses_history_and_exact_sum_uses_all_logits():
     m = BADS(BADSConfig(name="bads", weights="per_sample", sum_estimate="exact", init_weight=0.3))
     m.setup(ctx, torch.optim.SGD(ctx.model.parameters(), lr=0.1))
     o = m.objectives(ctx, torch.arange(4), torch.arange(3))
-    assert float(o["s_bar"]) == pytest.approx(0.3)
+    assert float(o["s_bar"].detach()) == pytest.approx(0.3)
     m2 = BADS(BADSConfig(name="bads", weights="per_sample", init_weight=0.3))
     m2.setup(ctx, torch.optim.SGD(ctx.model.parameters(), lr=0.1))
     m2.w_hist.extend([0.9, 0.7])
     o2 = m2.objectives(ctx, torch.arange(4), torch.arange(3))
-    assert float(o2["s_bar"]) == pytest.approx((4 * 0.3 + 8 * 0.8) / 12)
+    assert float(o2["s_bar"].detach()) == pytest.approx((4 * 0.3 + 8 * 0.8) / 12)
 
 
 # --------------------------------------------------------------------------------------------
@@ -288,8 +288,10 @@ PER_SAMPLE = ["method.weights=per_sample", "method.prior_norm=per_example", "met
 @needs_fashion
 @pytest.mark.parametrize("variant", ["per_sample", "preset"])
 def test_fashion_mnist_50pct_noise_auc_and_beats_erm(tmp_path, variant):
-    seeds = [0] if os.environ.get("SELBENCH_FAST_SLOW") else [0, 1]
-    for seed in seeds:
+    """The issue's check, at the preset's β = 0.8, 2,000 steps.  Measured (seed 0): per-sample
+    weights AUC 0.975 but 84.5% vs erm 85.5%; the linear weight-net preset cannot express
+    label agreement (see methods/bads.py) — both can fail, and are reported as such."""
+    for seed in (0, 1):
         extra = PER_SAMPLE if variant == "per_sample" else []
         bads = run_job(compose_cfg(FASHION_50 + ["method=bads", f"seed={seed}"] + extra, tmp_path))
         erm = run_job(compose_cfg(FASHION_50 + ["method=erm", f"seed={seed}"], tmp_path))
