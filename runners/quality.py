@@ -57,6 +57,16 @@ def selection_quality(weights: Tensor, truth: dict[str, Tensor], bins: int = 20)
         out["minority_pool_fraction"] = float(minority.double().mean())
         out["auc_minority_vs_majority"] = auc(w, minority)
 
+    # any other boolean ground truth (e.g. text scenarios' in_target_domain, is_duplicate)
+    for key, flag in truth.items():
+        if key in ("is_clean", "is_minority") or flag.dtype != torch.bool or len(flag) != len(w):
+            continue
+        if bool(flag.any()) and not bool(flag.all()):
+            name = key.removeprefix("is_")
+            out[f"auc_{name}"] = auc(w, flag)
+            out[f"{name}_weight_share"] = float(w[flag].sum() / total) if total > 0 else None
+            out[f"{name}_pool_fraction"] = float(flag.double().mean())
+
     domain = truth.get("domain")
     if domain is not None and len(domain) == len(w):
         out["domain_weight_share"] = {int(d): float(w[domain == d].sum() / total) if total > 0 else None

@@ -75,3 +75,17 @@ def test_auc_matches_pairwise_definition_with_ties():
 
 def test_registry_lists_all_required_models():
     assert {"mlp", "lenet5", "convnet", "resnet32"} <= set(MODELS)
+
+
+def test_selection_quality_scores_every_boolean_ground_truth():
+    from selbench.runners.quality import selection_quality
+
+    w = torch.tensor([1.0, 1.0, 0.0, 0.0])
+    truth = {"is_clean": torch.tensor([True, True, False, False]),
+             "in_target_domain": torch.tensor([True, False, True, False]),
+             "is_duplicate": torch.tensor([False, False, True, True]),
+             "domain": torch.tensor([0, 0, 1, 1])}
+    q = selection_quality(w, truth)
+    assert q["auc_clean_vs_corrupted"] == 1.0 and q["auc_duplicate"] == 0.0 and q["auc_in_target_domain"] == 0.5
+    assert q["in_target_domain_weight_share"] == 0.5 and q["duplicate_weight_share"] == 0.0
+    assert q["domain_weight_share"] == {0: 1.0, 1: 0.0}
