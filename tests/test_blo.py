@@ -271,10 +271,17 @@ NOISY = ["dataset=fashion_mnist", "scenario=sym_noise", "scenario.pool_size=5000
 
 @pytest.mark.slow
 @needs_fashion
-@pytest.mark.parametrize("method,min_auc", [("l2rw", 0.6), ("mwnet", 0.8), ("blo", 0.8)])
-def test_clean_examples_outweigh_noisy_ones(tmp_path, method, min_auc):
+@pytest.mark.parametrize("method,min_auc,extra", [
+    # L2RW at the runner's SGD lr 0.05 oscillates (weights concentrate on a few examples
+    # per step): measured weight AUC 0.48 and 0.66 in two runs differing only in thread
+    # count. At lr 0.01 it trains stably (measured AUC 0.75).
+    ("l2rw", 0.65, ["runner.optimizer.lr=0.01"]),
+    ("mwnet", 0.8, []),
+    ("blo", 0.8, []),
+])
+def test_clean_examples_outweigh_noisy_ones(tmp_path, method, min_auc, extra):
     """Fashion-MNIST, 50% symmetric noise, 5,000 pool, 200 clean targets, LeNet5, 300 steps."""
-    rec = run_job(compose_cfg(NOISY + [f"method={method}"], tmp_path))
+    rec = run_job(compose_cfg(NOISY + [f"method={method}", *extra], tmp_path))
     assert rec["status"] == "ok", rec.get("reason")
     q = rec["selection"]["quality"]
     assert q["auc_clean_vs_corrupted"] > min_auc, q
