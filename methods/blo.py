@@ -365,7 +365,10 @@ class OnlineBLO(Reweighter):
         cfg = self.cfg
         if cfg.selection not in ("top", "sample"):
             raise ConfigError(f"method.selection={cfg.selection!r} (choose from: top, sample)")
-        self.scorer = EmbeddingScorer(ctx.adapter.embed_dim, ctx.num_classes, cfg.features, cfg.weight_hidden)
+        # Label-conditioned features need class labels; text examples have none, so there the
+        # scorer sees the sequence embedding alone (as in the BADS paper's NLG / LLM runs).
+        features = cfg.features if ctx.modality == "vision" else "embed"
+        self.scorer = EmbeddingScorer(ctx.adapter.embed_dim, ctx.num_classes, features, cfg.weight_hidden)
         self.scorer.to(ctx.device, _param_dtype(ctx.model))
         self.w_opt = torch.optim.Adam(self.scorer.parameters(), lr=cfg.weight_lr, weight_decay=cfg.weight_weight_decay)
         L = cfg.large_batch if cfg.large_batch is not None else math.ceil(ctx.batch_size / max(ctx.budget, 1e-12))

@@ -39,7 +39,7 @@ TINY_LM = ["runner=language", "dataset.genres=[roman,tragedies]", "scenario.targ
            "runner.steps=4", "runner.eval_every=4", "runner.batch_size=8", "runner.target_batch_size=4",
            "runner.device=cpu", "runner.threads=1", "progress=false", "scale=debug"]
 #: vision-only defaults of some methods, switched off for text (label-conditioned features need class labels)
-TEXT_METHOD_OVERRIDES = {"bads": ["method.label_onehot=false"], "blo": ["method.features=embed"]}
+TEXT_METHOD_OVERRIDES = {"bads": ["method.label_onehot=false"]}
 
 
 def _jsonl(path, rows):
