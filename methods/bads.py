@@ -163,15 +163,17 @@ class BADS(Reweighter):
                     raise ConfigError("method.theta_lr cannot be combined with a learning-rate schedule "
                                       "(set runner.optimizer.lr instead)")
                 g["lr"] = float(c.theta_lr)
+        self.use_label = False
         if c.weights == "per_sample":
             self.logits = torch.full((ctx.n_pool,), _logit(init), device=dev, dtype=dtype,
                                      requires_grad=True)
             w_params = [self.logits]
             self.wnet = None
         else:
-            if c.label_onehot and ctx.modality != "vision":
-                raise ConfigError("method.label_onehot needs class labels (vision); set it to false")
-            d_in = int(ctx.adapter.embed_dim) + (ctx.num_classes if c.label_onehot else 0)
+            # The one-hot label needs class labels; text examples have none, so there the weight
+            # net reads the sequence embedding alone (the paper's NLG / LLM setting).
+            self.use_label = bool(c.label_onehot) and ctx.modality == "vision"
+            d_in = int(ctx.adapter.embed_dim) + (ctx.num_classes if self.use_label else 0)
             if c.w_hidden < 0:
                 raise ConfigError(f"method.w_hidden={c.w_hidden} must be ≥ 0")
             self.wnet = (nn.Linear(d_in, 1) if c.w_hidden == 0 else
@@ -209,7 +211,7 @@ class BADS(Reweighter):
 
     # -- the model -----------------------------------------------------------------------------
     def _features(self, emb: Tensor, y: Tensor) -> Tensor:
-        if self.cfg.label_onehot:
+        if self.use_label:
             emb = torch.cat([emb, F.one_hot(y.to(emb.device), self.num_classes).to(emb.dtype)], 1)
         return emb
 

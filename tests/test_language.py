@@ -39,7 +39,6 @@ TINY_LM = ["runner=language", "dataset.genres=[roman,tragedies]", "scenario.targ
            "runner.steps=4", "runner.eval_every=4", "runner.batch_size=8", "runner.target_batch_size=4",
            "runner.device=cpu", "runner.threads=1", "progress=false", "scale=debug"]
 #: vision-only defaults of some methods, switched off for text (label-conditioned features need class labels)
-TEXT_METHOD_OVERRIDES = {"bads": ["method.label_onehot=false"]}
 
 
 def _jsonl(path, rows):
@@ -277,7 +276,7 @@ LANGUAGE_METHODS = sorted(n for n, e in registered().items() if "language" in e.
 
 @pytest.mark.parametrize("method", LANGUAGE_METHODS)
 def test_every_language_method_runs_on_text(tmp_path, method):
-    rec = run_job(compose_cfg(TINY_LM + [f"method={method}"] + TEXT_METHOD_OVERRIDES.get(method, []), tmp_path))
+    rec = run_job(compose_cfg(TINY_LM + [f"method={method}"], tmp_path))  # each method on its own defaults
     assert rec["status"] == "ok", rec.get("reason")
     m = rec["metrics"]
     for k in ("test_accuracy", "test_nll", "test_perplexity", "test_loss", "test_exact_match"):
