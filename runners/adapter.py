@@ -24,11 +24,13 @@ from selbench.runners.cost import CostTracker
 from selbench.runners.errors import ConfigError
 
 
-class VisionAdapter:
-    modality = "vision"
+class TaskAdapter:
+    """What every adapter shares: the model, its device, forward-pass accounting."""
+
+    modality = ""
 
     def __init__(self, model: nn.Module, num_classes: int, cost: CostTracker, device: torch.device,
-                 eval_batch_size: int = 1000):
+                 eval_batch_size: int):
         self.model, self.num_classes, self.cost, self.device = model, num_classes, cost, device
         self.eval_batch_size = eval_batch_size
 
@@ -40,11 +42,20 @@ class VisionAdapter:
         return x.to(self.device, non_blocking=True)
 
     def forward(self, x: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
+        """Model outputs; ``params`` (a possibly partial name → tensor dict) swaps tensors in."""
         x = self.to_device(x)
         self.cost.count(forward=len(x))
         if params is None:
             return self.model(x)
         return functional_call(self.model, params, (x,))
+
+
+class VisionAdapter(TaskAdapter):
+    modality = "vision"
+
+    def __init__(self, model: nn.Module, num_classes: int, cost: CostTracker, device: torch.device,
+                 eval_batch_size: int = 1000):
+        super().__init__(model, num_classes, cost, device, eval_batch_size)
 
     def per_example_loss(self, x: Tensor, y: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
         return F.cross_entropy(self.forward(x, params), self.to_device(y), reduction="none")

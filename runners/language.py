@@ -33,6 +33,7 @@ from torch.func import functional_call, grad, vmap
 from selbench.datasets.data import Split
 from selbench.datasets.text_scenarios import IGNORE, build_text_scenario
 from selbench.datasets.text_tokenize import build_tokenizer
+from selbench.runners.adapter import TaskAdapter
 from selbench.runners.cost import CostTracker
 from selbench.runners.errors import ConfigError
 from selbench.runners.lm_models import REQUIRED_TOKENIZER, build_lm
@@ -133,35 +134,21 @@ def masked_mean_nll(logits: Tensor, y: Tensor) -> Tensor:
     return (token_nll(logits, y) * mask).sum(-1) / mask.sum(-1).clamp_min(1)
 
 
-class LanguageAdapter:
+class LanguageAdapter(TaskAdapter):
     modality = "language"
 
     def __init__(self, model: nn.Module, vocab_size: int, cost: CostTracker, device: torch.device, pad_id: int = 0,
                  eval_batch_size: int = 64, embedding: str = "mean", domain_names: list[str] | None = None):
         if embedding not in ("mean", "last"):
             raise ConfigError(f"model.embedding={embedding!r} (choose from: mean, last)")
-        self.model, self.num_classes, self.cost, self.device = model, vocab_size, cost, device
-        self.pad_id, self.eval_batch_size, self.embedding = pad_id, eval_batch_size, embedding
+        super().__init__(model, vocab_size, cost, device, eval_batch_size)
+        self.pad_id, self.embedding = pad_id, embedding
         self.domain_names = domain_names or []
-
-    @property
-    def embed_dim(self) -> int:
-        return self.model.embed_dim
-
-    def to_device(self, x: Tensor) -> Tensor:
-        return x.to(self.device, non_blocking=True)
 
     def _trim(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
         """Drop columns after the batch's last useful position (causal: nothing earlier changes)."""
         L = int((target_lengths(y) if y is not None else input_lengths(x, self.pad_id)).max().clamp_min(1))
         return x[..., :L], (None if y is None else y[..., :L])
-
-    def forward(self, x: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
-        x = self.to_device(x)
-        self.cost.count(forward=len(x))
-        if params is None:
-            return self.model(x)
-        return functional_call(self.model, params, (x,))
 
     def per_example_loss(self, x: Tensor, y: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
         x, y = self._trim(x, y)
