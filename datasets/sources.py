@@ -11,13 +11,13 @@ import importlib.util
 import os
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 
 from selbench.datasets.data import Split
-from selbench.runners.errors import ConfigError, DataError
+from selbench.runners.errors import DataError
+from selbench.runners.registry import Registry
 
 
 @dataclass
@@ -28,26 +28,16 @@ class Source:
     class_names: list[str] = field(default_factory=list)
 
 
-SOURCES: dict[str, Callable[..., Source]] = {}
+SOURCES = Registry("dataset")
 
 
 def register_source(name: str, needs_root: bool = False):
     """``needs_root``: the data exists only where the user points ``dataset.root``."""
-
-    def deco(fn):
-        if name in SOURCES:
-            raise ValueError(f"data source {name!r} registered twice")
-        fn.needs_root = needs_root
-        SOURCES[name] = fn
-        return fn
-
-    return deco
+    return SOURCES.register(name, needs_root=needs_root)
 
 
 def load_source(name: str, **kwargs) -> Source:
-    if name not in SOURCES:
-        raise ConfigError(f"unknown dataset {name!r} (choose from: {', '.join(sorted(SOURCES))})")
-    return SOURCES[name](**kwargs)
+    return SOURCES.lookup(name)(**kwargs)
 
 
 def _standardise(x: torch.Tensor, mean=None, std=None) -> torch.Tensor:

@@ -37,10 +37,10 @@ import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Callable
 
 from selbench.datasets.text_tokenize import package_dir
 from selbench.runners.errors import ConfigError, DataError
+from selbench.runners.registry import Registry
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 FORTUNES_DIR = Path("/usr/share/games/fortunes")
@@ -54,25 +54,15 @@ class TextRecord:
     prompt: str | None = None
 
 
-TEXT_SOURCES: dict[str, Callable[..., list[TextRecord]]] = {}
-
-
-def register_text_source(name: str):
-    def deco(fn):
-        if name in TEXT_SOURCES:
-            raise ValueError(f"text source {name!r} registered twice")
-        TEXT_SOURCES[name] = fn
-        return fn
-
-    return deco
+TEXT_SOURCES = Registry("dataset", " for the language runner")
+register_text_source = TEXT_SOURCES.register
 
 
 def load_text_source(name: str, **kwargs) -> list[TextRecord]:
-    if name not in TEXT_SOURCES:
-        raise ConfigError(f"unknown dataset {name!r} for the language runner (choose from: {', '.join(sorted(TEXT_SOURCES))})")
+    source = TEXT_SOURCES.lookup(name)
     kwargs.pop("modality", None)
     try:
-        records = TEXT_SOURCES[name](**kwargs)
+        records = source(**kwargs)
     except TypeError as e:
         raise ConfigError(f"dataset={name}: {e}") from None
     if not records:

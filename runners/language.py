@@ -61,12 +61,8 @@ def check_language_config(cfg) -> None:
     from selbench.datasets.text_tokenize import TOKENIZERS
     from selbench.runners.lm_models import LM_MODELS
 
-    if cfg.model.name not in LM_MODELS:
-        raise ConfigError(f"unknown model {cfg.model.name!r} for the language runner "
-                          f"(choose from: {', '.join(sorted(LM_MODELS))})")
-    if cfg.dataset.name not in TEXT_SOURCES:
-        raise ConfigError(f"unknown dataset {cfg.dataset.name!r} for the language runner "
-                          f"(choose from: {', '.join(sorted(TEXT_SOURCES))})")
+    LM_MODELS.lookup(cfg.model.name)
+    TEXT_SOURCES.lookup(cfg.dataset.name)
     kind = cfg.scenario.get("kind", cfg.scenario.get("name"))
     if kind not in KINDS:
         raise ConfigError(f"scenario.kind={kind!r} is not a language scenario (choose from: {', '.join(KINDS)})")

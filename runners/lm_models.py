@@ -19,33 +19,23 @@ import math
 import os
 import shutil
 from pathlib import Path
-from typing import Callable
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from selbench.datasets.text_tokenize import SMOLLM2_GGUF, cache_dir, package_dir
 from selbench.runners.errors import ConfigError, DataError
+from selbench.runners.registry import Registry
 
-LM_MODELS: dict[str, Callable[..., nn.Module]] = {}
+LM_MODELS = Registry("model", " for the language runner")
 #: the tokenizer each pretrained model must use (from-scratch models take any)
 REQUIRED_TOKENIZER = {"smollm2": "smollm2"}
 
 
-def register_lm(name: str):
-    def deco(fn):
-        if name in LM_MODELS:
-            raise ValueError(f"language model {name!r} registered twice")
-        LM_MODELS[name] = fn
-        return fn
-
-    return deco
+register_lm = LM_MODELS.register
 
 
 def build_lm(name: str, vocab_size: int, **kwargs) -> nn.Module:
-    if name not in LM_MODELS:
-        raise ConfigError(f"unknown model {name!r} for the language runner (choose from: {', '.join(sorted(LM_MODELS))})")
     for k in ("modality", "tokenizer", "embedding"):
         kwargs.pop(k, None)
     try:
@@ -180,7 +170,7 @@ def load_smollm2(path: str | None = None, use_cache: bool = True) -> nn.Module:
     ``path``: a local Hugging Face model folder (e.g. a ``snapshot_download``);
     otherwise the package's GGUF, de-quantised once and cached as safetensors.
     """
-    transformers = _quiet_transformers()
+    _quiet_transformers()
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
     if path:

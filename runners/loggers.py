@@ -4,17 +4,12 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-LOGGERS: dict[str, Callable[..., "Logger"]] = {}
+from selbench.runners.registry import Registry
 
-
-def register_logger(name: str):
-    def deco(cls):
-        LOGGERS[name] = cls
-        return cls
-
-    return deco
+LOGGERS = Registry("logger")
+register_logger = LOGGERS.register
 
 
 class Logger:
@@ -124,9 +119,4 @@ class WandbLogger(Logger):
 
 
 def make_logger(cfg: Any, run_dir: Path, config: dict) -> Logger:
-    from selbench.runners.errors import ConfigError
-
-    name = str(cfg.name)
-    if name not in LOGGERS:
-        raise ConfigError(f"unknown logger {name!r} (choose from: {', '.join(sorted(LOGGERS))})")
-    return LOGGERS[name](cfg, run_dir, config)
+    return LOGGERS.lookup(str(cfg.name))(cfg, run_dir, config)

@@ -2,31 +2,19 @@
 adapter can offer embeddings and a last-layer parameter subset uniformly."""
 from __future__ import annotations
 
-from typing import Callable
-
 import torch
 from torch import nn
 import torch.nn.functional as F
 
 from selbench.runners.errors import ConfigError
+from selbench.runners.registry import Registry
 
-MODELS: dict[str, Callable[..., nn.Module]] = {}
-
-
-def register_model(name: str):
-    def deco(fn):
-        if name in MODELS:
-            raise ValueError(f"model {name!r} registered twice")
-        MODELS[name] = fn
-        return fn
-
-    return deco
+MODELS = Registry("model")
+register_model = MODELS.register
 
 
 def build_model(name: str, in_shape: tuple[int, ...], num_classes: int, **kwargs) -> nn.Module:
-    if name not in MODELS:
-        raise ConfigError(f"unknown model {name!r} (choose from: {', '.join(sorted(MODELS))})")
-    return MODELS[name](in_shape=tuple(in_shape), num_classes=num_classes, **kwargs)
+    return MODELS.lookup(name)(in_shape=tuple(in_shape), num_classes=num_classes, **kwargs)
 
 
 class Classifier(nn.Module):

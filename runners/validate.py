@@ -59,12 +59,10 @@ def check_config(cfg: DictConfig) -> None:
         from selbench.datasets.sources import SOURCES
         from selbench.runners.models import MODELS
 
-        if cfg.model.name not in MODELS:
-            raise ConfigError(f"unknown model {cfg.model.name!r} (choose from: {', '.join(sorted(MODELS))})")
-        if cfg.dataset.name not in SOURCES:
-            raise ConfigError(f"unknown dataset {cfg.dataset.name!r} (choose from: {', '.join(sorted(SOURCES))})")
+        MODELS.lookup(cfg.model.name)
+        source = SOURCES.lookup(cfg.dataset.name)
         root = cfg.dataset.get("root")
-        if not root and SOURCES[cfg.dataset.name].needs_root:
+        if not root and source.needs_root:
             raise ConfigError(f"dataset={cfg.dataset.name} needs dataset.root=<dir holding its torchvision files> "
                               f"(nothing is downloaded)")
         if root and not Path(root).exists():

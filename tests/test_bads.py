@@ -7,7 +7,6 @@ import os
 import subprocess
 import sys
 from collections import deque
-from pathlib import Path
 
 import pytest
 import torch

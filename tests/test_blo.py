@@ -245,7 +245,7 @@ def test_runs_end_to_end_with_weights_scored_and_lookahead_passes_counted(tmp_pa
     assert rec["status"] == "ok", rec.get("reason")
     q = rec["selection"]["quality"]
     assert q["auc_clean_vs_corrupted"] is not None and len(rec["curve"]) == 2
-    b, t, n = 64, 32, rec["scenario_info"]["n_pool"]
+    b, t = 64, 32
     # at least: pool batch at θ, target batch at θ', and the real step (BLO: scoring too)
     assert rec["cost"]["forward_examples"] >= 8 * (2 * b + t)
     assert rec["cost"]["backward_examples"] >= 8 * (2 * b + t)

@@ -1,7 +1,7 @@
 """Every option of every config group composes, and Hydra's CLI behaves as usual."""
 import pytest
 
-from conftest import REPO, compose_cfg, selbench
+from conftest import compose_cfg, selbench
 from selbench.datasets.sources import SOURCES
 from selbench.methods.registry import registered
 from selbench.runners.validate import CONF_DIR, check_config

@@ -1,7 +1,6 @@
 """End-to-end runs through the real CLI: records, sweeps, errors, reproducibility."""
 import json
 
-import pytest
 import torch
 
 from conftest import TINY, compose_cfg, selbench

@@ -2,7 +2,7 @@
 import pytest
 import torch
 
-from conftest import FASHION, needs_fashion
+from conftest import needs_fashion
 from selbench.datasets.scenarios import build_scenario, corrupt_labels
 from selbench.datasets.sources import load_source
 from selbench.runners.errors import ConfigError, DataError
