@@ -81,6 +81,7 @@ Departures / implementation details
 from __future__ import annotations
 
 import math
+import sys
 from collections import deque
 from dataclasses import dataclass
 from typing import Optional
@@ -192,6 +193,12 @@ class BADS(Reweighter):
         p2 = {"fraction": 1.0, "count": float(ctx.n_pool) ** 2, "per_example": float(ctx.n_pool) ** 2 / B}[c.prior_norm]
         z_w = {"mean": ctx.n_pool, "sum": ctx.n_pool / B, "none": 1.0}[c.w_norm]
         self.prior_gain = None if c.weights == "per_sample" else c.lr_w * B * (init * (1 - init)) ** 2 * p2 / (c.sigma ** 2 * ctx.n_pool * z_w)
+        if self.prior_gain is not None and self.prior_gain > 1.0 / c.s_avg:
+            # gain ∝ 1/σ²: the σ that leaves a 10× margin below the oscillation threshold
+            sigma_ok = c.sigma * math.sqrt(self.prior_gain * c.s_avg / 0.1)
+            print(f"selbench: warning: bads prior gain {self.prior_gain:.3g} > 1/s_avg at N_pool={ctx.n_pool}: "
+                  f"the weights' running sum will oscillate or collapse; widen method.sigma "
+                  f"(≈{sigma_ok:.2g} leaves a 10× margin)", file=sys.stderr)
         self.w_hist: deque = deque(maxlen=int(c.s_avg))
         self.noise_gen = torch.Generator(device=dev).manual_seed(int(ctx.seed) * 7919 + 17)
         self.n_samples = 0

@@ -107,9 +107,10 @@ class Method:
     def __init__(self, cfg: Any):
         self.cfg = cfg
 
-    # Checkpointing.  The default captures every attribute that is a tensor, a module,
-    # an optimiser / scheduler, a number, or a list / deque of numbers — enough for
-    # weights, weight networks and running averages.  Override for anything else.
+    # Checkpointing.  The default captures every attribute that is a tensor (or a dict of
+    # tensors), a module, an optimiser / scheduler, a torch.Generator, a number, or a
+    # list / deque of numbers — enough for weights, weight networks, running averages and
+    # noise streams.  Override for anything else.
     def state_dict(self) -> dict:
         out = {}
         for k, v in vars(self).items():
@@ -117,6 +118,10 @@ class Method:
                 continue
             if isinstance(v, torch.Tensor):
                 out[k] = v.detach().clone()
+            elif isinstance(v, torch.Generator):
+                out[k] = v.get_state()
+            elif isinstance(v, dict) and v and all(isinstance(x, torch.Tensor) for x in v.values()):
+                out[k] = {kk: x.detach().clone() for kk, x in v.items()}
             elif hasattr(v, "state_dict") and callable(v.state_dict):
                 out[k] = v.state_dict()
             elif isinstance(v, (bool, int, float)) or v is None:
@@ -128,7 +133,9 @@ class Method:
     def load_state_dict(self, state: dict) -> None:
         for k, v in state.items():
             cur = getattr(self, k, None)
-            if hasattr(cur, "load_state_dict") and callable(cur.load_state_dict):
+            if isinstance(cur, torch.Generator):
+                cur.set_state(v)
+            elif hasattr(cur, "load_state_dict") and callable(cur.load_state_dict):
                 cur.load_state_dict(v)
             elif isinstance(cur, torch.Tensor) and cur.shape == v.shape:
                 with torch.no_grad():

@@ -115,12 +115,6 @@ class L2RW(Reweighter):
     def pool_weights(self, ctx):
         return self.last_w.clone()
 
-    def state_dict(self):
-        return {"last_w": self.last_w.clone(), "n_zero_batches": self.n_zero_batches}
-
-    def load_state_dict(self, state):
-        self.last_w, self.n_zero_batches = state["last_w"].clone(), int(state["n_zero_batches"])
-
 
 # --------------------------------------------------------------------------- MW-Net
 
@@ -231,13 +225,6 @@ class MWNet(Reweighter):
         finally:
             model.train(was)
         return torch.cat(out) if out else torch.zeros(0)
-
-    def state_dict(self):
-        return {"vnet": self.vnet.state_dict(), "v_opt": self.v_opt.state_dict()}
-
-    def load_state_dict(self, state):
-        self.vnet.load_state_dict(state["vnet"])
-        self.v_opt.load_state_dict(state["v_opt"])
 
 
 # --------------------------------------------------------------------------- online BLO
@@ -425,10 +412,3 @@ class OnlineBLO(Reweighter):
         finally:
             model.train(was)
         return (len(s) * torch.softmax(s, 0)).float()
-
-    def state_dict(self):
-        return {"scorer": self.scorer.state_dict(), "w_opt": self.w_opt.state_dict()}
-
-    def load_state_dict(self, state):
-        self.scorer.load_state_dict(state["scorer"])
-        self.w_opt.load_state_dict(state["w_opt"])
