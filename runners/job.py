@@ -184,10 +184,7 @@ def run_job(cfg: DictConfig) -> dict:
     cost = CostTracker(device)
     started = time.time()
     with cost.phase("data"):
-        scenario = runner.build_scenario(cfg, seed)
-    if scenario.modality not in entry.cls.modalities:
-        raise ConfigError(f"method {entry.name!r} does not support {scenario.modality} "
-                          f"(it supports: {', '.join(entry.cls.modalities)})")
+        scenario = runner.build_scenario(cfg, seed)  # check_config has matched method and runner modality
 
     config = OmegaConf.to_container(cfg, resolve=True)
     logger = make_logger(cfg.logger, run_dir, config)
