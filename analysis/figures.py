@@ -60,6 +60,15 @@ def _short(s: str, n: int = 48) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
+def _label_panel(ax, xlabel: str, ylabel: str, title: str) -> None:
+    """The finishing touches every per-setting panel shares."""
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel(ylabel)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    _legend_outside(ax)
+
+
 def plot_accuracy_vs_budget(runs: Runs, path, metric: str = "test_accuracy") -> str | None:
     ok = runs.ok
     if ok.empty or ok.groupby("setting")["budget"].nunique().max() < 2:
@@ -77,11 +86,7 @@ def plot_accuracy_vs_budget(runs: Runs, path, metric: str = "test_accuracy") -> 
         ticks = sorted(g["budget"].unique())
         ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
         ax.minorticks_off()
-        ax.set_xlabel("budget (fraction of pool)")
-        ax.set_ylabel(_ylabel(metric))
-        ax.set_title(_short(s), fontsize=9)
-        ax.grid(alpha=0.3)
-        _legend_outside(ax)
+        _label_panel(ax, "budget (fraction of pool)", _ylabel(metric), _short(s))
     return _save(fig, path)
 
 
@@ -119,11 +124,7 @@ def plot_accuracy_vs_cost(runs: Runs, path, metric: str = "test_accuracy") -> st
         ax.scatter(ft, fm, s=120, facecolors="none", edgecolors="k", lw=1.2, zorder=5, label="Pareto front")
         if (st["t"] > 0).all() and st["t"].max() / max(st["t"].min(), 1e-9) > 20:
             ax.set_xscale("log")
-        ax.set_xlabel("selection + training wall time (s)")
-        ax.set_ylabel(_ylabel(metric))
-        ax.set_title(_short(s), fontsize=9)
-        ax.grid(alpha=0.3)
-        _legend_outside(ax)
+        _label_panel(ax, "selection + training wall time (s)", _ylabel(metric), _short(s))
     return _save(fig, path)
 
 
@@ -162,11 +163,7 @@ def plot_learning_curves(runs: Runs, path, metric: str = "test_accuracy") -> str
             ax.plot(st.index, st["mean"], color=colors[m], ls=ls, label=m if not multi else f"{m} @ {b:g}")
             ax.fill_between(st.index, st["mean"] - st["std"].fillna(0), st["mean"] + st["std"].fillna(0),
                             color=colors[m], alpha=0.15)
-        ax.set_xlabel("step")
-        ax.set_ylabel(_ylabel(metric))
-        ax.set_title(_short(s), fontsize=9)
-        ax.grid(alpha=0.3)
-        _legend_outside(ax)
+        _label_panel(ax, "step", _ylabel(metric), _short(s))
     return _save(fig, path)
 
 

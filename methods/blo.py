@@ -48,6 +48,26 @@ def _batch(ctx: RunContext, idx: Tensor, split: str = "pool") -> tuple[Tensor, T
     return data.x[idx], data.y[idx]
 
 
+class _LookaheadReweighter(Reweighter):
+    """What the three one-step-lookahead methods share: batches, the virtual-step lr,
+    and applying a meta-gradient to a weight model."""
+
+    def _batches(self, ctx, pool_idx, target_idx):
+        return (*_batch(ctx, pool_idx), *_batch(ctx, target_idx, "target"))
+
+    def _inner_lr(self) -> float:
+        """α of the virtual step: ``inner_lr``, or the main optimiser's current lr."""
+        return current_lr(self.optimizer) if self.cfg.inner_lr is None else float(self.cfg.inner_lr)
+
+    @staticmethod
+    def _meta_step(ctx, la, params: list, optimizer) -> None:
+        grads = meta_gradient(ctx.adapter, la, params)
+        optimizer.zero_grad(set_to_none=True)
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimizer.step()
+
+
 # --------------------------------------------------------------------------- L2RW
 
 
@@ -64,7 +84,7 @@ class L2RWConfig(MethodConfig):
 
 
 @register_method("l2rw", config=L2RWConfig)
-class L2RW(Reweighter):
+class L2RW(_LookaheadReweighter):
     """Learning to Reweight Examples (Ren, Zeng, Yang, Urtasun, ICML 2018), Algorithm 1.
 
     Per iteration, pool batch ``B`` and target batch ``M``:
@@ -93,11 +113,10 @@ class L2RW(Reweighter):
 
     def step(self, ctx, step, pool_idx, target_idx):
         cfg = self.cfg
-        x, y = _batch(ctx, pool_idx)
-        xt, yt = _batch(ctx, target_idx, "target")
+        x, y, xt, yt = self._batches(ctx, pool_idx, target_idx)
         dtype = _param_dtype(ctx.model)
         eps = torch.zeros(len(pool_idx), device=ctx.device, dtype=dtype, requires_grad=True)
-        lr = current_lr(self.optimizer) if cfg.inner_lr is None else float(cfg.inner_lr)
+        lr = self._inner_lr()
         la = one_step_lookahead(ctx.adapter, x, y, xt, yt, lambda _l: eps, lr, reduction="sum",
                                 params=cfg.lookahead_params)
         (g_eps,) = meta_gradient(ctx.adapter, la, [eps])
@@ -152,7 +171,7 @@ class MWNetConfig(MethodConfig):
 
 
 @register_method("mwnet", config=MWNetConfig)
-class MWNet(Reweighter):
+class MWNet(_LookaheadReweighter):
     """Meta-Weight-Net (Shu, Xie, Yi, Zhao, Zhou, Xu, Meng, NeurIPS 2019), Algorithm 1.
 
     Per iteration, pool batch ``B``, target batch ``M``, weighting MLP ``V(·; φ)``:
@@ -189,17 +208,12 @@ class MWNet(Reweighter):
 
     def step(self, ctx, step, pool_idx, target_idx):
         cfg = self.cfg
-        x, y = _batch(ctx, pool_idx)
-        xt, yt = _batch(ctx, target_idx, "target")
-        lr = current_lr(self.optimizer) if cfg.inner_lr is None else float(cfg.inner_lr)
+        x, y, xt, yt = self._batches(ctx, pool_idx, target_idx)
+        lr = self._inner_lr()
         phi = list(self.vnet.parameters())
         la = one_step_lookahead(ctx.adapter, x, y, xt, yt, self._weights, lr,
                                 reduction="sum" if cfg.normalize else "mean", params=cfg.lookahead_params)
-        grads = meta_gradient(ctx.adapter, la, phi)
-        self.v_opt.zero_grad(set_to_none=True)
-        for p, g in zip(phi, grads):
-            p.grad = g
-        self.v_opt.step()
+        self._meta_step(ctx, la, phi, self.v_opt)
 
         self.optimizer.zero_grad(set_to_none=True)
         losses = ctx.adapter.per_example_loss(x, y)
@@ -306,7 +320,7 @@ class BLOConfig(MethodConfig):
 
 
 @register_method("blo", config=BLOConfig)
-class OnlineBLO(Reweighter):
+class OnlineBLO(_LookaheadReweighter):
     """Online bilevel data selection (Grangier, Ablin, Hannun, TMLR 2024; the BLO baseline of BADS).
 
     A weight model ``s(z; φ)`` scores pool examples from their detached embedding and
@@ -368,20 +382,15 @@ class OnlineBLO(Reweighter):
 
     def step(self, ctx, step, pool_idx, target_idx):
         cfg = self.cfg
-        x, y = _batch(ctx, pool_idx)
-        xt, yt = _batch(ctx, target_idx, "target")
-        lr = current_lr(self.optimizer) if cfg.inner_lr is None else float(cfg.inner_lr)
+        x, y, xt, yt = self._batches(ctx, pool_idx, target_idx)
+        lr = self._inner_lr()
 
         # 1. meta step on φ through soft weights in the virtual step
         phi = list(self.scorer.parameters())
         s = self._scores(ctx, x, y)
         la = one_step_lookahead(ctx.adapter, x, y, xt, yt, lambda _l: len(s) * torch.softmax(s, 0), lr,
                                 reduction="mean", params=cfg.lookahead_params)
-        grads = meta_gradient(ctx.adapter, la, phi)
-        self.w_opt.zero_grad(set_to_none=True)
-        for p, g in zip(phi, grads):
-            p.grad = g
-        self.w_opt.step()
+        self._meta_step(ctx, la, phi, self.w_opt)
 
         # 2. score a large pool batch, keep k
         big = self.sampler.next(self.L)

@@ -37,7 +37,6 @@ TINY_LM = ["runner=language", "dataset.genres=[roman,tragedies]", "scenario.targ
            "model.width=32", "model.depth=1", "model.heads=2", "model.context=32", "model.tokenizer.max_vocab=256",
            "runner.steps=4", "runner.eval_every=4", "runner.batch_size=8", "runner.target_batch_size=4",
            "runner.device=cpu", "runner.threads=1", "progress=false", "scale=debug"]
-#: vision-only defaults of some methods, switched off for text (label-conditioned features need class labels)
 
 
 def _jsonl(path, rows):
