@@ -59,6 +59,19 @@ class _LookaheadReweighter(Reweighter):
         """α of the virtual step: ``inner_lr``, or the main optimiser's current lr."""
         return current_lr(self.optimizer) if self.cfg.inner_lr is None else float(self.cfg.inner_lr)
 
+    @torch.no_grad()
+    def _score_pool(self, ctx, score) -> Tensor:
+        """``score(x, y)`` over the whole pool in ``score_chunk`` chunks, model in eval mode
+        (BatchNorm running statistics), concatenated on the CPU in float64."""
+        model, chunk = ctx.model, self.cfg.score_chunk
+        was = model.training
+        model.eval()
+        try:
+            return torch.cat([score(ctx.pool.x[i:i + chunk], ctx.pool.y[i:i + chunk]).double().cpu()
+                              for i in range(0, ctx.n_pool, chunk)] or [torch.zeros(0, dtype=torch.float64)])
+        finally:
+            model.train(was)
+
     @staticmethod
     def _meta_step(ctx, la, params: list, optimizer) -> None:
         grads = meta_gradient(ctx.adapter, la, params)
@@ -226,19 +239,8 @@ class MWNet(_LookaheadReweighter):
         return {"loss": float(loss.detach()), "target_loss_lookahead": float(la.target_loss.detach()),
                 "weight_max": float(w.max())}
 
-    @torch.no_grad()
     def pool_weights(self, ctx):
-        model = ctx.model
-        was = model.training
-        model.eval()
-        try:
-            out = []
-            for i in range(0, ctx.n_pool, self.cfg.score_chunk):
-                sl = slice(i, i + self.cfg.score_chunk)
-                out.append(self.vnet(ctx.adapter.per_example_loss(ctx.pool.x[sl], ctx.pool.y[sl])).float().cpu())
-        finally:
-            model.train(was)
-        return torch.cat(out) if out else torch.zeros(0)
+        return self._score_pool(ctx, lambda x, y: self.vnet(ctx.adapter.per_example_loss(x, y))).float()
 
 
 # --------------------------------------------------------------------------- online BLO
@@ -409,15 +411,6 @@ class OnlineBLO(_LookaheadReweighter):
         loss = weighted_step(ctx, self.optimizer, xk, yk)
         return {"loss": float(loss.detach()), "target_loss_lookahead": float(la.target_loss.detach()), "n_kept": float(len(keep))}
 
-    @torch.no_grad()
     def pool_weights(self, ctx):
-        model = ctx.model
-        was = model.training
-        model.eval()
-        try:
-            s = torch.cat([self._scores(ctx, ctx.pool.x[i:i + self.cfg.score_chunk],
-                                        ctx.pool.y[i:i + self.cfg.score_chunk]).double().cpu()
-                           for i in range(0, ctx.n_pool, self.cfg.score_chunk)])
-        finally:
-            model.train(was)
+        s = self._score_pool(ctx, lambda x, y: self._scores(ctx, x, y))
         return (len(s) * torch.softmax(s, 0)).float()
