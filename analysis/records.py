@@ -29,14 +29,13 @@ from pathlib import Path
 
 import pandas as pd
 
-RECORD = "record.json"
+from selbench.core.records import NON_SEMANTIC_KEYS, RECORD, read_record_file  # noqa: F401 (re-exported)
+
 #: phases that are not the method's own cost (loading data, evaluating the model)
 NON_METHOD_PHASES = ("data", "eval")
 #: config keys that never distinguish settings (bookkeeping, or the sweep axes themselves)
-_IGNORED_CFG = ("cfg.seed", "cfg.results_dir", "cfg.resume", "cfg.progress")
-_IGNORED_CFG_PREFIXES = ("cfg.logger.", "cfg.method.", "cfg.budget.")
-#: keys a record must have to be a record
-_REQUIRED = ("method", "status", "seed")
+_IGNORED_CFG = ("cfg.seed", *(f"cfg.{k}" for k in NON_SEMANTIC_KEYS))
+_IGNORED_CFG_PREFIXES = ("cfg.method.", "cfg.budget.", *(f"cfg.{k}." for k in NON_SEMANTIC_KEYS))
 
 
 @dataclass
@@ -75,24 +74,6 @@ def find_record_files(paths) -> list[Path]:
             else:
                 raise FileNotFoundError(f"no such file or directory: {m}")
     return sorted(found)
-
-
-def read_record_file(path: Path) -> dict:
-    """Parse one record; raises ``ValueError`` with a one-line reason if it is not one."""
-    try:
-        text = Path(path).read_text()
-    except OSError as e:
-        raise ValueError(f"unreadable: {e.strerror or e}") from None
-    try:
-        rec = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ValueError(f"corrupt JSON ({e.msg} at line {e.lineno} column {e.colno})") from None
-    if not isinstance(rec, dict):
-        raise ValueError("not a run record (top level is not an object)")
-    missing = [k for k in _REQUIRED if k not in rec]
-    if missing:
-        raise ValueError(f"not a run record (missing {', '.join(missing)})")
-    return rec
 
 
 def flatten(d: dict, prefix: str = "") -> dict:

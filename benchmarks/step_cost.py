@@ -89,10 +89,11 @@ def measure_one(args) -> dict:
 
     from selbench.methods.base import RunContext
     from selbench.methods.registry import get_method
-    from selbench.runners.cost import CostTracker
-    from selbench.runners.job import PREPARE, resolve_device, runner_module, seed_everything
-    from selbench.runners.train import make_optimizer
-    from selbench.runners.validate import CONF_DIR
+    from selbench.core.cost import CostTracker
+    from selbench.runners.run.job import PREPARE, resolve_device, seed_everything
+    from selbench.runners.tasks import task_module
+    from selbench.runners.run.loop import make_optimizer
+    from selbench.runners.run.validate import CONF_DIR
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -101,7 +102,7 @@ def measure_one(args) -> dict:
         cfg = compose(config_name="config", overrides=_overrides(args, args.one, entry.cls.kind))
     seed_everything(int(cfg.seed), bool(cfg.runner.get("deterministic", True)))
     device = resolve_device(str(cfg.runner.device))
-    runner = runner_module(cfg.runner.name)
+    runner = task_module(cfg.runner.name)
     cost = CostTracker(device)
     scenario = runner.build_scenario(cfg, int(cfg.seed))
     adapter = runner.build_adapter(cfg, scenario, cost, device)

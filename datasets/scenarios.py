@@ -18,9 +18,9 @@ from typing import Any, Mapping
 
 import torch
 
-from selbench.datasets.data import Scenario, Split
+from selbench.core.data import Scenario, Split
 from selbench.datasets.sources import Source, load_source
-from selbench.runners.errors import ConfigError
+from selbench.core.errors import ConfigError
 
 
 def build_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[str, Any], seed: int,

@@ -15,9 +15,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from selbench.datasets.data import Split
-from selbench.runners.errors import DataError
-from selbench.runners.registry import Registry
+from selbench.core.data import Split
+from selbench.core.errors import DataError
+from selbench.core.registry import Registry
 
 
 @dataclass

@@ -43,10 +43,10 @@ from typing import Any, Mapping
 import torch
 from torch import Tensor
 
-from selbench.datasets.data import Scenario, Split
+from selbench.core.data import Scenario, Split
 from selbench.datasets.text_sources import TextRecord, load_text_source
 from selbench.datasets.text_tokenize import TextTokenizer, encode_cached
-from selbench.runners.errors import ConfigError, DataError
+from selbench.core.errors import ConfigError, DataError
 
 IGNORE = -100
 KINDS = ("domain_mixture", "instruction_mixture", "pretrain_selection")
@@ -111,8 +111,9 @@ def _pair(p: list[int], r: list[int], seq_len: int, overlong: str, where: str) -
 
 
 def _encode_records(records: list[TextRecord], tok: TextTokenizer, seq_len: int, overlong: str,
-                    min_tokens: int, use_cache: bool) -> list[list[Example]]:
-    """One list of examples per record: chunks of a document, or one instruction pair."""
+                    min_tokens: int, use_cache: bool) -> tuple[list[list[Example]], dict]:
+    """One list of examples per record (chunks of a document, or one instruction pair), and
+    the counts of truncated and dropped pairs."""
     texts, kinds = [], []
     for r in records:
         if r.prompt is None:
@@ -144,8 +145,7 @@ def _encode_records(records: list[TextRecord], tok: TextTokenizer, seq_len: int,
             stats["truncated"] += int(len(p) + len(resp) > seq_len + 1)
             full, plen = made
             out.append([Example(full, plen - 1, r.domain, r.group, plen)])
-    _encode_records.last_stats = stats  # type: ignore[attr-defined]
-    return out
+    return out, stats
 
 
 def _split_groups(records: list[TextRecord], heldout_fraction: float, seed: int) -> set[str]:
@@ -279,9 +279,8 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
         is_pairs = False
     split_seed = int(sc.get("split_seed", 0))
     held = _split_groups(records, float(sc.get("heldout_fraction", 0.2)), split_seed)
-    per_rec = _encode_records(records, tok, seq_len, overlong, int(sc.get("min_tokens", 16)),
+    per_rec, stats = _encode_records(records, tok, seq_len, overlong, int(sc.get("min_tokens", 16)),
                               bool(sc.get("cache", True)))
-    stats = dict(_encode_records.last_stats)  # type: ignore[attr-defined]
     train_ex = [e for r, ex in zip(records, per_rec) if r.group not in held for e in ex]
     held_ex = [e for r, ex in zip(records, per_rec) if r.group in held for e in ex]
     domains = sorted({r.domain for r in records})
@@ -393,9 +392,8 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
         truth={"is_clean": ~torch.tensor(noisy, dtype=torch.bool), "domain": pool_dom,
                "in_target_domain": torch.isin(pool_dom, torch.tensor([dom_id[d] for d in target_domains])),
                "is_duplicate": torch.tensor(is_dup, dtype=torch.bool)},
-        info=info,
+        info=info, tokenizer=tok,
     )
-    scenario.tokenizer = tok  # type: ignore[attr-defined]  # the adapter needs pad/eos ids; not in the record
     return scenario
 
 

@@ -39,8 +39,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from selbench.datasets.text_tokenize import package_dir
-from selbench.runners.errors import ConfigError, DataError
-from selbench.runners.registry import Registry
+from selbench.core.errors import ConfigError, DataError
+from selbench.core.registry import Registry
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 FORTUNES_DIR = Path("/usr/share/games/fortunes")

@@ -23,7 +23,7 @@ from typing import Sequence
 
 import torch
 
-from selbench.runners.errors import ConfigError, DataError
+from selbench.core.errors import ConfigError, DataError
 
 TOKENIZERS = ("gpt2", "smollm2")
 SMOLLM2_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"

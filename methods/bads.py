@@ -90,9 +90,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from selbench.methods.base import MethodConfig, Reweighter, RunContext
+from selbench.methods.base import MethodConfig, Reweighter, RunContext, score_pool
 from selbench.methods.registry import register_method
-from selbench.runners.errors import ConfigError
+from selbench.core.errors import ConfigError
 
 
 @dataclass
@@ -173,7 +173,7 @@ class BADS(Reweighter):
         else:
             # The one-hot label needs class labels; text examples have none, so there the weight
             # net reads the sequence embedding alone (the paper's NLG / LLM setting).
-            self.use_label = bool(c.label_onehot) and ctx.modality == "vision"
+            self.use_label = bool(c.label_onehot) and ctx.adapter.has_class_labels
             d_in = int(ctx.adapter.embed_dim) + (ctx.num_classes if self.use_label else 0)
             if c.w_hidden < 0:
                 raise ConfigError(f"method.w_hidden={c.w_hidden} must be ≥ 0")
@@ -341,18 +341,8 @@ class BADS(Reweighter):
     def _all_weights(self, ctx: RunContext) -> Tensor:
         if self.logits is not None:
             return torch.sigmoid(self.logits.detach()).cpu()
-        model = ctx.model
-        was = model.training
-        model.eval()
-        out = []
-        try:
-            for i in range(0, ctx.n_pool, self.cfg.pool_chunk):
-                sl = slice(i, i + self.cfg.pool_chunk)
-                emb = ctx.adapter.embed(ctx.pool.x[sl])
-                out.append(torch.sigmoid(self.wnet(self._features(emb, ctx.pool.y[sl])).squeeze(1)).cpu())
-        finally:
-            model.train(was)
-        return torch.cat(out)
+        return score_pool(ctx, lambda x, y: torch.sigmoid(self.wnet(self._features(ctx.adapter.embed(x), y)).squeeze(1)),
+                          self.cfg.pool_chunk)
 
     def pool_weights(self, ctx: RunContext) -> Tensor:
         if self._swapped:  # after the last step of a run that collected samples: posterior-mean weights

@@ -21,7 +21,8 @@ import torch
 from omegaconf import MISSING
 from torch import Tensor
 
-from selbench.datasets.data import Split
+from selbench.core.data import Split
+from selbench.core.modes import eval_mode
 
 
 @dataclass
@@ -186,3 +187,12 @@ def weighted_step(ctx: RunContext, optimizer: torch.optim.Optimizer, x: Tensor, 
     ctx.cost.count(backward=len(x))
     optimizer.step()
     return loss.detach()
+
+
+@torch.no_grad()
+def score_pool(ctx: RunContext, score: Callable[[Tensor, Tensor], Tensor], chunk: int = 1024) -> Tensor:
+    """``score(x, y)`` over the whole pool in chunks, model in eval mode (BatchNorm running
+    statistics, no dropout), concatenated on the CPU.  The one way methods weigh the pool."""
+    with eval_mode(ctx.model):
+        parts = [score(ctx.pool.x[i:i + chunk], ctx.pool.y[i:i + chunk]).cpu() for i in range(0, ctx.n_pool, chunk)]
+    return torch.cat(parts) if parts else torch.zeros(0)

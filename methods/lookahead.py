@@ -18,9 +18,9 @@ caller's real optimiser step is unaffected); no meta-layers, no ``higher``.
 
 **BatchNorm (and any other buffer).** Both virtual forward passes run in the model's
 current mode (train: batch statistics, like the official L2RW/MW-Net meta-models)
-but on *clones* of the buffers, so the running statistics that evaluation uses are
-updated only by the real step, once per iteration. This is exactly what MW-Net's
-official code does (it copies the model's state into a throwaway meta-model);
+inside ``core.modes.frozen_buffers``, so the running statistics that evaluation uses
+are updated only by the real step, once per iteration. This is what MW-Net's
+official code achieves by copying the model's state into a throwaway meta-model;
 running statistics are not differentiated through.
 
 **Cost accounting.** The adapter counts the forwards itself (pool batch at θ, target
@@ -34,7 +34,10 @@ from dataclasses import dataclass
 from typing import Callable, Sequence
 
 import torch
-from torch import Tensor
+from torch import Tensor, nn
+
+from selbench.core.modes import frozen_buffers
+from selbench.methods.base import Reweighter, RunContext, score_pool
 
 
 @dataclass
@@ -63,22 +66,20 @@ def one_step_lookahead(adapter, x: Tensor, y: Tensor, x_target: Tensor, y_target
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction={reduction!r} (sum | mean)")
-    model = adapter.model
     theta = lookahead_params(adapter, params) if isinstance(params, str) else params
     names = list(theta)
-    buffers = {k: b.clone() for k, b in model.named_buffers()}  # the virtual step never moves running stats
-
-    losses = adapter.per_example_loss(x, y, params={**theta, **buffers})
-    w = weight_fn(losses.detach())
-    if w.shape != losses.shape:
-        raise ValueError(f"weight_fn returned shape {tuple(w.shape)} for {tuple(losses.shape)} losses")
-    inner = (w * losses).sum()
-    if reduction == "mean":
-        inner = inner / len(losses)
-    grads = torch.autograd.grad(inner, [theta[k] for k in names], create_graph=True, allow_unused=True)
-    adapter.cost.count(backward=len(x))
-    new = {k: (theta[k] if g is None else theta[k] - lr * g) for k, g in zip(names, grads)}
-    target_loss = adapter.per_example_loss(x_target, y_target, params={**new, **buffers}).mean()
+    with frozen_buffers(adapter.model):  # the virtual step never moves running statistics
+        losses = adapter.per_example_loss(x, y, params=theta)
+        w = weight_fn(losses.detach())
+        if w.shape != losses.shape:
+            raise ValueError(f"weight_fn returned shape {tuple(w.shape)} for {tuple(losses.shape)} losses")
+        inner = (w * losses).sum()
+        if reduction == "mean":
+            inner = inner / len(losses)
+        grads = torch.autograd.grad(inner, [theta[k] for k in names], create_graph=True, allow_unused=True)
+        adapter.cost.count(backward=len(x))
+        new = {k: (theta[k] if g is None else theta[k] - lr * g) for k, g in zip(names, grads)}
+        target_loss = adapter.per_example_loss(x_target, y_target, params=new).mean()
     return Lookahead(target_loss, losses.detach(), w, len(x), len(x_target))
 
 
@@ -92,3 +93,35 @@ def meta_gradient(adapter, la: Lookahead, wrt: Sequence[Tensor]) -> tuple[Tensor
 def current_lr(optimizer: torch.optim.Optimizer) -> float:
     """The main optimiser's current learning rate (after any schedule): the papers' default α."""
     return float(optimizer.param_groups[0]["lr"])
+
+
+def param_dtype(module: nn.Module) -> torch.dtype:
+    return next(module.parameters()).dtype
+
+
+def pool_batch(ctx: RunContext, idx: Tensor, split: str = "pool") -> tuple[Tensor, Tensor]:
+    data = ctx.pool if split == "pool" else ctx.target
+    return data.x[idx], data.y[idx]
+
+
+class LookaheadReweighter(Reweighter):
+    """What the one-step-lookahead methods share: batches, the virtual-step lr, scoring
+    the whole pool, and applying a meta-gradient to a weight model."""
+
+    def _batches(self, ctx, pool_idx, target_idx):
+        return (*pool_batch(ctx, pool_idx), *pool_batch(ctx, target_idx, "target"))
+
+    def _inner_lr(self) -> float:
+        """α of the virtual step: ``inner_lr``, or the main optimiser's current lr."""
+        return current_lr(self.optimizer) if self.cfg.inner_lr is None else float(self.cfg.inner_lr)
+
+    def _score_pool(self, ctx, score) -> Tensor:
+        return score_pool(ctx, score, self.cfg.score_chunk).double()
+
+    @staticmethod
+    def _meta_step(ctx, la, params: list, optimizer) -> None:
+        grads = meta_gradient(ctx.adapter, la, params)
+        optimizer.zero_grad(set_to_none=True)
+        for p, g in zip(params, grads):
+            p.grad = g
+        optimizer.step()

@@ -18,7 +18,7 @@ from importlib.metadata import entry_points
 from hydra.core.config_store import ConfigStore
 
 from selbench.methods.base import Method, MethodConfig
-from selbench.runners.errors import ConfigError
+from selbench.core.errors import ConfigError
 
 
 @dataclass(frozen=True)

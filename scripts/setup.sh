@@ -39,7 +39,7 @@ stamp="$VENV/.selbench-installed"
 if [ ! -f "$stamp" ] || [ pyproject.toml -nt "$stamp" ] || [ constraints.txt -nt "$stamp" ]; then
   echo "setup: installing selbench and its pinned dependencies (first time: a few minutes)"
   pip_quiet -c constraints.txt -e ".[test,sweeps,wandb,language]"
-  "$VENV/bin/python" -c "import selbench.runners.cli, torch, torchvision, transformers, hydra_plugins.hydra_joblib_launcher"
+  "$VENV/bin/python" -c "import selbench.runners.run.cli, torch, torchvision, transformers, hydra_plugins.hydra_joblib_launcher"
   touch "$stamp"
 fi
 

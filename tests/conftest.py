@@ -10,7 +10,7 @@ import pytest
 from hydra import compose, initialize_config_dir
 
 from selbench.methods.registry import load_builtin_methods
-from selbench.runners.validate import CONF_DIR
+from selbench.runners.run.validate import CONF_DIR
 
 REPO = Path(__file__).resolve().parent.parent
 FASHION = Path("/usr/share/datasets/fashion-mnist")

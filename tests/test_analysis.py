@@ -22,7 +22,7 @@ from selbench.analysis.records import NON_METHOD_PHASES, load_runs
 from selbench.analysis.report import build_report
 from selbench.methods.base import Reweighter
 from selbench.methods.registry import register_method, unregister_method
-from selbench.runners.job import run_job
+from selbench.runners.run.job import run_job
 
 BASE = ["dataset=digits", "model=mlp", "model.hidden=32", "scale=debug", "runner.steps=20", "runner.eval_every=10",
         "runner.batch_size=32", "runner.target_batch_size=16", "runner.device=cpu", "runner.threads=1",
@@ -316,8 +316,8 @@ import sys
 sys.modules["wandb"] = None  # import wandb -> ImportError, as if uninstalled
 sys.path.insert(0, {str(REPO / 'tests')!r})
 from conftest import compose_cfg
-from selbench.runners.job import run_job
-from selbench.runners.errors import ConfigError
+from selbench.runners.run.job import run_job
+from selbench.core.errors import ConfigError
 from selbench.analysis.report import build_report
 base = {BASE + SCENARIOS['sym_noise'] + ['method=random']!r}
 for lg in ("none", "jsonl"):

@@ -7,10 +7,10 @@ import pytest
 import torch
 
 from conftest import TINY, compose_cfg, selbench
-from selbench.runners import record as rec
-from selbench.runners.errors import SelbenchError
-from selbench.runners.cli import main
-from selbench.runners.job import run_job
+from selbench.runners.run import record as rec
+from selbench.core.errors import SelbenchError
+from selbench.runners.run.cli import main
+from selbench.runners.run.job import run_job
 
 
 def _records(root: Path):
@@ -111,7 +111,9 @@ def test_disk_full_leaves_no_partial_record(tmp_path, monkeypatch):
     def enospc(fd):
         raise OSError(errno.ENOSPC, "No space left on device")
 
-    monkeypatch.setattr(rec.os, "fsync", enospc)
+    from selbench.core import io as core_io
+
+    monkeypatch.setattr(core_io.os, "fsync", enospc)
     cfg = compose_cfg(TINY + ["method=erm"], tmp_path)
     with pytest.raises(SelbenchError, match="cannot write the results of .*No space left on device"):
         run_job(cfg)

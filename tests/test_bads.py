@@ -14,13 +14,13 @@ import torch.nn.functional as F
 from torch import nn
 
 from conftest import REPO, TINY, compose_cfg, needs_fashion
-from selbench.datasets.data import Split
+from selbench.core.data import Split
 from selbench.methods.base import RunContext
 from selbench.methods.bads import BADS, BADSConfig
-from selbench.runners.adapter import VisionAdapter
-from selbench.runners.cost import CostTracker
-from selbench.runners.job import run_job
-from selbench.runners.models import Classifier
+from selbench.runners.tasks.vision import VisionAdapter
+from selbench.core.cost import CostTracker
+from selbench.runners.run.job import run_job
+from selbench.runners.models.vision import Classifier
 
 
 # --------------------------------------------------------------------------------------------
@@ -216,7 +216,7 @@ def test_a_prior_that_is_too_stiff_is_flagged_by_its_loop_gain():
 
 
 def test_bad_knobs_are_config_errors(tmp_path):
-    from selbench.runners.errors import ConfigError
+    from selbench.core.errors import ConfigError
     for bad in (["method.prior_norm=nope"], ["method.sum_estimate=exact"], ["method.init_weight=1.5"]):
         ctx = _tiny_ctx()
         cfg = compose_cfg(TINY + ["method=bads"] + bad, tmp_path)

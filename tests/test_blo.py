@@ -9,13 +9,15 @@ from torch import nn
 from torch.func import functional_call
 
 from conftest import TINY, compose_cfg, needs_fashion
-from selbench.methods.blo import EmbeddingScorer, LossToWeight, l2rw_normalise, sum_normalise
+from selbench.methods.l2rw import l2rw_normalise
+from selbench.methods.mwnet import LossToWeight, sum_normalise
+from selbench.methods.online_blo import EmbeddingScorer
 from selbench.methods.lookahead import meta_gradient, one_step_lookahead
 from selbench.methods.registry import get_method
-from selbench.runners.adapter import VisionAdapter
-from selbench.runners.cost import CostTracker
-from selbench.runners.job import run_job
-from selbench.runners.models import Classifier
+from selbench.runners.tasks.vision import VisionAdapter
+from selbench.core.cost import CostTracker
+from selbench.runners.run.job import run_job
+from selbench.runners.models.vision import Classifier
 
 # ----------------------------------------------------------------------------- helpers
 
@@ -163,8 +165,8 @@ def make_ctx(tmp_path, method: str, overrides=()):
     from omegaconf import OmegaConf
 
     from selbench.methods.base import RunContext
-    from selbench.runners import vision
-    from selbench.runners.train import make_optimizer
+    from selbench.runners.tasks import vision
+    from selbench.runners.run.loop import make_optimizer
 
     cfg = compose_cfg(TINY + [f"method={method}", *overrides], tmp_path)
     torch.manual_seed(0)
@@ -233,7 +235,7 @@ def test_presets_reach_the_method_configs():
         for name in ("l2rw", "mwnet", "blo"):
             from pathlib import Path
 
-            from selbench.runners.validate import CONF_DIR
+            from selbench.runners.run.validate import CONF_DIR
             assert (Path(CONF_DIR) / "method_preset" / exp / f"{name}.yaml").exists(), (exp, name)
 
 

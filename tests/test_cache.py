@@ -1,7 +1,7 @@
 """The artifact cache: keyed by config, reused across runs, damage recomputed."""
 import torch
 
-from selbench.runners.cache import ArtifactCache
+from selbench.core.cache import ArtifactCache
 
 
 def test_same_key_computes_once_other_key_recomputes(tmp_path):

@@ -4,7 +4,7 @@ import pytest
 from conftest import compose_cfg, selbench
 from selbench.datasets.sources import SOURCES
 from selbench.methods.registry import registered
-from selbench.runners.validate import CONF_DIR, check_config
+from selbench.runners.run.validate import CONF_DIR, check_config
 
 GROUPS = ["dataset", "scenario", "model", "runner", "budget", "logger", "scale", "experiment"]
 

@@ -13,12 +13,12 @@ from selbench.datasets.text_scenarios import IGNORE, build_text_scenario
 from selbench.datasets.text_sources import load_text_source
 from selbench.datasets.text_tokenize import build_tokenizer
 from selbench.methods.registry import registered
-from selbench.runners.cost import CostTracker
-from selbench.runners.errors import ConfigError, DataError
-from selbench.runners.job import run_job
-from selbench.runners.language import LanguageAdapter
-from selbench.runners.lm_models import TinyGPT
-from selbench.runners.validate import check_config
+from selbench.core.cost import CostTracker
+from selbench.core.errors import ConfigError, DataError
+from selbench.runners.run.job import run_job
+from selbench.runners.tasks.language import LanguageAdapter
+from selbench.runners.models.language import TinyGPT
+from selbench.runners.run.validate import check_config
 
 CPU = torch.device("cpu")
 
@@ -311,7 +311,7 @@ def test_smollm2_loads_offline_and_a_lora_step_lowers_target_nll(monkeypatch):
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TRANSFORMERS_OFFLINE", "1")
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
-    from selbench.runners import language
+    from selbench.runners.tasks import language
 
     cfg = compose_cfg(["runner=language", "model=smollm2", "dataset=instructions", "scenario=instruction_mixture",
                        "dataset.sources=[chatterbot,wordnet]", "dataset.max_per_source=400",

@@ -7,8 +7,8 @@ import torch
 from conftest import TINY, compose_cfg
 from selbench.methods.base import MethodConfig, Reweighter, Selection, Selector, weighted_step
 from selbench.methods.registry import get_method, register_method, unregister_method
-from selbench.runners.errors import ConfigError
-from selbench.runners.job import run_job
+from selbench.core.errors import ConfigError
+from selbench.runners.run.job import run_job
 
 
 def test_duplicate_names_are_rejected():

@@ -3,10 +3,10 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from selbench.runners.adapter import VisionAdapter, classification_metrics
-from selbench.runners.cost import CostTracker
-from selbench.runners.models import MODELS, build_model
-from selbench.runners.quality import auc
+from selbench.runners.tasks.vision import VisionAdapter, classification_metrics
+from selbench.core.cost import CostTracker
+from selbench.runners.models.vision import MODELS, build_model
+from selbench.runners.tasks.metrics import auc
 
 
 @pytest.mark.parametrize("name,shape", [("mlp", (1, 28, 28)), ("lenet5", (1, 28, 28)), ("lenet5", (1, 8, 8)),
@@ -78,7 +78,7 @@ def test_registry_lists_all_required_models():
 
 
 def test_selection_quality_scores_every_boolean_ground_truth():
-    from selbench.runners.quality import selection_quality
+    from selbench.runners.tasks.metrics import selection_quality
 
     w = torch.tensor([1.0, 1.0, 0.0, 0.0])
     truth = {"is_clean": torch.tensor([True, True, False, False]),

@@ -10,7 +10,7 @@ def test_selbench_namespace_imports():
     import selbench.analysis  # noqa: F401
     import selbench.datasets.scenarios  # noqa: F401
     import selbench.methods.baselines  # noqa: F401
-    import selbench.runners.cli  # noqa: F401
+    import selbench.runners.run.cli  # noqa: F401
 
 
 def test_import_datasets_gets_a_real_package_not_the_repo_folder(tmp_path):

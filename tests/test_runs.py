@@ -4,7 +4,7 @@ import json
 import torch
 
 from conftest import TINY, compose_cfg, selbench
-from selbench.runners.job import run_job
+from selbench.runners.run.job import run_job
 
 
 def _records(root):

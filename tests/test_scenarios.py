@@ -5,7 +5,7 @@ import torch
 from conftest import needs_fashion
 from selbench.datasets.scenarios import build_scenario, corrupt_labels
 from selbench.datasets.sources import load_source
-from selbench.runners.errors import ConfigError, DataError
+from selbench.core.errors import ConfigError, DataError
 
 DIGITS = {"name": "digits", "test_fraction": 0.3, "split_seed": 0}
 

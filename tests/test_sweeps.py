@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY, compose_cfg, selbench
-from selbench.runners.job import run_job
+from selbench.runners.run.job import run_job
 
 # long enough to be killed mid-way, short enough for CI: ~1-3 s per job on 2 cores
 KILLABLE = [a for a in TINY if not a.startswith(("runner.steps", "runner.eval_every"))] + [

@@ -8,15 +8,14 @@ only tensors and plain containers, never pickled code.
 """
 from __future__ import annotations
 
-import io
 import random
 from pathlib import Path
 
 import numpy as np
 import torch
 
-from selbench.runners.errors import DataError
-from selbench.runners.record import atomic_write_bytes
+from selbench.core.errors import DataError
+from selbench.core.io import atomic_torch_save
 
 CHECKPOINT = "checkpoint.pt"
 
@@ -45,9 +44,7 @@ def set_rng_state(state: dict, generator: torch.Generator) -> None:
 
 
 def save(path: Path, state: dict) -> None:
-    buf = io.BytesIO()
-    torch.save(state, buf)
-    atomic_write_bytes(path, buf.getvalue())
+    atomic_torch_save(path, state)
 
 
 def load(path: Path) -> dict:

@@ -6,7 +6,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from selbench.runners.registry import Registry
+from selbench.core.registry import Registry
 
 LOGGERS = Registry("logger")
 register_logger = LOGGERS.register
@@ -73,7 +73,7 @@ class WandbLogger(Logger):
         super().__init__(cfg, run_dir, config)
         import os
 
-        from selbench.runners.errors import ConfigError
+        from selbench.core.errors import ConfigError
 
         try:
             import wandb
@@ -100,7 +100,7 @@ class WandbLogger(Logger):
         self.run.log(_scalars(metrics), step=int(step))
 
     def finish(self, record):
-        from selbench.runners.record import RECORD
+        from selbench.runners.run.record import RECORD
 
         try:
             summary = {"status": record.get("status"), "reason": record.get("reason")}

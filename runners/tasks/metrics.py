@@ -1,8 +1,26 @@
-"""Selection quality: score a method's pool weights against ground truth it never saw."""
+"""Metrics: how good the trained model is (``classification_metrics``) and how good the
+selection is (``selection_quality``: a method's pool weights scored against ground truth
+it never saw)."""
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 from torch import Tensor
+
+
+def classification_metrics(logits: Tensor, y: Tensor, num_classes: int) -> dict:
+    pred = logits.argmax(1)
+    per_class = []
+    for c in range(num_classes):
+        m = y == c
+        per_class.append(float((pred[m] == c).float().mean()) if m.any() else float("nan"))
+    present = [a for a in per_class if a == a]
+    return {
+        "accuracy": float((pred == y).float().mean()),
+        "balanced_accuracy": sum(present) / max(len(present), 1),
+        "loss": float(F.cross_entropy(logits, y)),
+        "per_class_accuracy": per_class,
+    }
 
 
 def auc(scores: Tensor, positive: Tensor) -> float | None:

@@ -5,7 +5,6 @@ in ``PREPARE`` by kind (no per-method branches here).
 """
 from __future__ import annotations
 
-import importlib
 import os
 import random
 import sys
@@ -19,32 +18,20 @@ import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from selbench.datasets.data import Split
+from selbench.core.data import Split
 from selbench.methods.base import RunContext, Selection, Synthesis, weighted_step
 from selbench.methods.registry import get_method
-from selbench.runners import checkpoint as ckpt
-from selbench.runners import record as rec
-from selbench.runners.cache import ArtifactCache
-from selbench.runners.cost import CostTracker
-from selbench.runners.errors import ConfigError, DataError, DivergedError, SelbenchError
-from selbench.runners.loggers import make_logger
-from selbench.runners.quality import selection_quality
-from selbench.runners.train import CyclicSampler, make_optimizer, make_schedule, run_steps
-
-#: runner name → module providing MODALITY, build_scenario(cfg, seed), build_adapter(cfg, scenario, cost, device)
-RUNNERS = {"vision": "selbench.runners.vision", "language": "selbench.runners.language"}
-
-
-def runner_module(name: str):
-    if name not in RUNNERS:
-        raise ConfigError(f"unknown runner {name!r} (choose from: {', '.join(sorted(RUNNERS))})")
-    try:
-        return importlib.import_module(RUNNERS[name])
-    except ModuleNotFoundError as e:
-        if e.name == RUNNERS[name]:
-            raise ConfigError(f"runner {name!r} is not available in this version of selbench") from None
-        raise
-
+from selbench.runners.run import checkpoint as ckpt
+from selbench.runners.run import record as rec
+from selbench.core.cache import ArtifactCache
+from selbench.core.cost import CostTracker
+from selbench.core.errors import ConfigError, DataError, DivergedError, SelbenchError
+from selbench.runners.run.loggers import make_logger
+from selbench.runners.tasks import task_module
+from selbench.runners.tasks.metrics import selection_quality
+from selbench.core.sampling import CyclicSampler
+from selbench.runners.run.validate import check_config
+from selbench.runners.run.loop import make_optimizer, make_schedule, run_steps
 
 def seed_everything(seed: int, deterministic: bool = True) -> None:
     random.seed(seed)
@@ -165,8 +152,6 @@ def run_job(cfg: DictConfig) -> dict:
     exception inside a method, running out of memory — is written as a ``failed``
     record with the reason, and returned.
     """
-    from selbench.runners.validate import check_config
-
     check_config(cfg)
     run_dir = rec.run_dir_for(cfg)
     if cfg.get("resume", True):
@@ -175,11 +160,19 @@ def run_job(cfg: DictConfig) -> dict:
             print(f"selbench: skip {run_dir} (already completed)", file=sys.stderr)
             return old
     entry = get_method(cfg.method.name)
-    runner = runner_module(cfg.runner.name)
+    runner = task_module(cfg.runner.name)
     seed = int(cfg.seed)
     seed_everything(seed, bool(cfg.runner.get("deterministic", True)))
+    threads_before = torch.get_num_threads()
     if cfg.runner.get("threads"):
         torch.set_num_threads(int(cfg.runner.threads))
+    try:
+        return _run(cfg, entry, runner, seed, run_dir)
+    finally:  # an in-process sweep must not inherit one job's thread count
+        torch.set_num_threads(threads_before)
+
+
+def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
     device = resolve_device(str(cfg.runner.device))
     cost = CostTracker(device)
     started = time.time()

@@ -6,6 +6,7 @@ DataLoader with workers would only add start-up cost on 2 cores.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import torch
 from torch import Tensor
@@ -56,6 +57,8 @@ class Scenario:
     class_names: list[str] = field(default_factory=list)
     truth: dict[str, Tensor] = field(default_factory=dict)
     info: dict = field(default_factory=dict)
+    #: text scenarios: the tokenizer the adapter needs (pad / eos ids); not part of the record
+    tokenizer: Any = None
 
     def describe(self) -> dict:
         d = {

@@ -7,68 +7,20 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import platform
 import subprocess
 import sys
-import tempfile
 from importlib import metadata
 from pathlib import Path
-from typing import Any
 
-import numpy as np
 from omegaconf import DictConfig, OmegaConf
 
-RECORD = "record.json"
-#: config keys that do not change what a run computes; excluded from the run key.
-NON_SEMANTIC_KEYS = ("results_dir", "cache_dir", "logger", "resume", "progress", "objective", "experiment_name",
-                     "runner.checkpoint_every", "runner.keep_checkpoint", "runner.device", "runner.threads")
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def atomic_write_json(path: Path, obj: Any) -> None:
-    atomic_write_bytes(path, json.dumps(obj, indent=2, default=_json_default, allow_nan=True).encode())
-
-
-def atomic_save_npz(path: Path, **arrays: np.ndarray) -> None:
-    import io
-
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(path, buf.getvalue())
-
-
-def _json_default(o):
-    if hasattr(o, "tolist"):
-        return o.tolist()
-    if isinstance(o, Path):
-        return str(o)
-    raise TypeError(f"not JSON serialisable: {type(o).__name__}")
+from selbench.core.records import NON_SEMANTIC_KEYS, RECORD, drop_keys, read_record_file  # noqa: F401
+from selbench.core.io import atomic_save_npz, atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
 
 
 def semantic_config(cfg: DictConfig) -> dict:
-    c = OmegaConf.to_container(cfg, resolve=True)
-    for k in NON_SEMANTIC_KEYS:
-        *parents, leaf = k.split(".")
-        node = c
-        for p in parents:
-            node = node.get(p) if isinstance(node, dict) else None
-        if isinstance(node, dict):
-            node.pop(leaf, None)
-    return c
+    return drop_keys(OmegaConf.to_container(cfg, resolve=True))
 
 
 def run_key(cfg: DictConfig) -> str:
@@ -85,9 +37,7 @@ def run_dir_for(cfg: DictConfig) -> Path:
 
 def read_record(run_dir: Path) -> dict | None:
     p = Path(run_dir) / RECORD
-    if not p.exists():
-        return None
-    return json.loads(p.read_text())
+    return read_record_file(p) if p.exists() else None
 
 
 def versions() -> dict:

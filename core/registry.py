@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Callable
 
-from selbench.runners.errors import ConfigError
+from selbench.core.errors import ConfigError
 
 
 class Registry(dict):

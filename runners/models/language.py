@@ -24,8 +24,8 @@ import torch
 from torch import nn
 
 from selbench.datasets.text_tokenize import SMOLLM2_GGUF, cache_dir, package_dir
-from selbench.runners.errors import ConfigError, DataError
-from selbench.runners.registry import Registry
+from selbench.core.errors import ConfigError, DataError
+from selbench.core.registry import Registry
 
 LM_MODELS = Registry("model", " for the language runner")
 #: the tokenizer each pretrained model must use (from-scratch models take any)

@@ -6,8 +6,8 @@ import torch
 from torch import nn
 import torch.nn.functional as F
 
-from selbench.runners.errors import ConfigError
-from selbench.runners.registry import Registry
+from selbench.core.errors import ConfigError
+from selbench.core.registry import Registry
 
 MODELS = Registry("model")
 register_model = MODELS.register

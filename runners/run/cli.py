@@ -18,8 +18,8 @@ import hydra
 from omegaconf import DictConfig
 
 from selbench.methods.registry import load_builtin_methods
-from selbench.runners.callbacks import OUTPUT_ROOTS, STATUS_FILE, collect_statuses
-from selbench.runners.errors import SelbenchError
+from selbench.runners.run.callbacks import OUTPUT_ROOTS, STATUS_FILE, collect_statuses
+from selbench.core.errors import SelbenchError
 
 
 def _error(msg: str) -> None:
@@ -35,10 +35,10 @@ def _write_status(status: dict) -> None:
         (out / STATUS_FILE).write_text(json.dumps(status))
 
 
-@hydra.main(version_base="1.3", config_path="../conf", config_name="config")
+@hydra.main(version_base="1.3", config_path="../../conf", config_name="config")
 def _app(cfg: DictConfig) -> float | None:
     """One job.  Returns ``cfg.objective`` from the record (what an Optuna sweep maximises)."""
-    from selbench.runners.job import run_job
+    from selbench.runners.run.job import run_job
 
     try:
         record = run_job(cfg)
@@ -70,7 +70,7 @@ _NO_VALIDATE_FLAGS = ("help", "hydra_help", "info", "shell_completion", "cfg")
 def main(argv: list[str] | None = None) -> int:
     from hydra._internal.utils import get_args_parser
 
-    from selbench.runners.validate import validate_overrides
+    from selbench.runners.run.validate import validate_overrides
 
     argv = list(sys.argv[1:] if argv is None else argv)
     if not argv:

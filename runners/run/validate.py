@@ -11,9 +11,10 @@ from pathlib import Path
 from omegaconf import DictConfig
 
 from selbench.methods.registry import get_method
-from selbench.runners.errors import ConfigError
+from selbench.core.errors import ConfigError
+from selbench.runners.tasks import task_module
 
-CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
+CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
 
 
 def _range(name: str, value, lo, hi, lo_open=False, hi_open=False):
@@ -28,8 +29,6 @@ def _range(name: str, value, lo, hi, lo_open=False, hi_open=False):
 
 
 def check_config(cfg: DictConfig) -> None:
-    from selbench.runners.job import runner_module
-
     _range("budget.fraction", cfg.budget.fraction, 0, 1, lo_open=True)
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
@@ -42,7 +41,7 @@ def check_config(cfg: DictConfig) -> None:
     if noise:
         _range("scenario.noise.rate", noise.rate, 0, 1)
     entry = get_method(cfg.method.name)
-    modality = runner_module(cfg.runner.name).MODALITY
+    modality = task_module(cfg.runner.name).MODALITY
     if modality not in entry.cls.modalities:
         raise ConfigError(f"method {entry.name!r} does not support the {modality} runner "
                           f"(it supports: {', '.join(entry.cls.modalities)})")
@@ -51,22 +50,7 @@ def check_config(cfg: DictConfig) -> None:
         if declared != modality:
             raise ConfigError(f"{group}={cfg[group].get('name')} is a {declared} config but runner={cfg.runner.name} "
                               f"is {modality} (add runner={declared})")
-    if modality == "language":
-        from selbench.runners.language import check_language_config
-
-        check_language_config(cfg)
-    if modality == "vision":
-        from selbench.datasets.sources import SOURCES
-        from selbench.runners.models import MODELS
-
-        MODELS.lookup(cfg.model.name)
-        source = SOURCES.lookup(cfg.dataset.name)
-        root = cfg.dataset.get("root")
-        if not root and source.needs_root:
-            raise ConfigError(f"dataset={cfg.dataset.name} needs dataset.root=<dir holding its torchvision files> "
-                              f"(nothing is downloaded)")
-        if root and not Path(root).exists():
-            raise ConfigError(f"dataset.root={root!r} does not exist")
+    task_module(cfg.runner.name).check_config(cfg)
 
 
 _MISSING = re.compile(r"Could not find '([^']+)/([^'/]+)'")

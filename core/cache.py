@@ -8,7 +8,6 @@ loaded with ``weights_only=True``; an unreadable entry is recomputed, never trus
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import sys
 from pathlib import Path
@@ -16,7 +15,7 @@ from typing import Any, Callable
 
 import torch
 
-from selbench.runners.record import atomic_write_bytes
+from selbench.core.io import atomic_torch_save
 
 
 class ArtifactCache:
@@ -47,7 +46,5 @@ class ArtifactCache:
         self.misses += 1
         value = compute()
         if path is not None:
-            buf = io.BytesIO()
-            torch.save(value, buf)
-            atomic_write_bytes(path, buf.getvalue())
+            atomic_torch_save(path, value)
         return value

@@ -28,15 +28,16 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call
 
-from selbench.datasets.data import Split
+from selbench.core.data import Split
 from selbench.datasets.text_scenarios import IGNORE, build_text_scenario
 from selbench.datasets.text_tokenize import build_tokenizer
-from selbench.runners.adapter import TaskAdapter
-from selbench.runners.cost import CostTracker
-from selbench.runners.errors import ConfigError
-from selbench.runners.lm_models import REQUIRED_TOKENIZER, build_lm
+from selbench.core.modes import eval_mode
+from selbench.runners.tasks.base import TaskAdapter
+from selbench.core.cost import CostTracker
+from selbench.core.errors import ConfigError
+from selbench.runners.models.language import REQUIRED_TOKENIZER, build_lm
 
 MODALITY = "language"
 
@@ -52,14 +53,14 @@ def _tokenizer_cfg(model_cfg) -> dict:
     return tok
 
 
-def check_language_config(cfg) -> None:
-    """Cheap checks run before anything is built (``runners/validate.py``)."""
+def check_config(cfg) -> None:
+    """Cheap checks run before anything is built (``runners/run/validate.py``)."""
     from pathlib import Path
 
     from selbench.datasets.text_scenarios import KINDS
     from selbench.datasets.text_sources import TEXT_SOURCES
     from selbench.datasets.text_tokenize import TOKENIZERS
-    from selbench.runners.lm_models import LM_MODELS
+    from selbench.runners.models.language import LM_MODELS
 
     LM_MODELS.lookup(cfg.model.name)
     TEXT_SOURCES.lookup(cfg.dataset.name)
@@ -95,8 +96,7 @@ def build_adapter(cfg, scenario, cost, device: torch.device) -> "LanguageAdapter
     name = model_cfg.pop("name")
     embedding = str(model_cfg.get("embedding", "mean"))
     model = build_lm(name, scenario.num_classes, **model_cfg).to(device)
-    tok = getattr(scenario, "tokenizer", None)
-    pad_id = tok.pad_id if tok is not None else 0
+    pad_id = scenario.tokenizer.pad_id if scenario.tokenizer is not None else 0
     return LanguageAdapter(model, scenario.num_classes, cost, device, pad_id=pad_id,
                            eval_batch_size=int(cfg.runner.eval_batch_size), embedding=embedding,
                            domain_names=list(scenario.class_names))
@@ -159,9 +159,7 @@ class LanguageAdapter(TaskAdapter):
 
     @torch.no_grad()
     def embed(self, x: Tensor) -> Tensor:
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             out = []
             for i in range(0, len(x), self.eval_batch_size):
                 xb, _ = self._trim(x[i:i + self.eval_batch_size])
@@ -169,16 +167,11 @@ class LanguageAdapter(TaskAdapter):
                 self.cost.count(forward=len(xb))
                 out.append(self._pool(self.model.hidden(xb), xb).detach())
             return torch.cat(out) if out else torch.zeros(0, self.embed_dim, device=self.device)
-        finally:
-            self.model.train(was_training)
 
-    def param_subset(self, which: str = "head") -> dict[str, Tensor]:
-        named = dict(self.model.named_parameters())
+    SUBSETS = ("head", "lora", "layers:<k>")
+
+    def _subset(self, which, named):
         lora = {k: v for k, v in named.items() if "lora_" in k}
-        if which == "all":
-            return named
-        if which == "trainable":
-            return {k: v for k, v in named.items() if v.requires_grad}
         if which == "lora":
             if not lora:
                 raise ConfigError("parameter subset 'lora' but the model has no LoRA adapters (set model.lora)")
@@ -187,10 +180,7 @@ class LanguageAdapter(TaskAdapter):
             return lora or self._layers(1, named)
         if which.startswith("layers:"):
             return self._layers(int(which.split(":")[1]), named)
-        if which.startswith("last:"):
-            keys = list(named)[-int(which.split(":")[1]):]
-            return {k: named[k] for k in keys}
-        raise ConfigError(f"parameter subset {which!r} (choose from: all, trainable, head, lora, layers:<k>, last:<k>)")
+        return None
 
     def _layers(self, k: int, named: dict[str, Tensor]) -> dict[str, Tensor]:
         prefixes = self.model.layer_prefixes
@@ -211,31 +201,13 @@ class LanguageAdapter(TaskAdapter):
         logits = functional_call(self.model, params, (x.unsqueeze(0),))
         return masked_mean_nll(logits, y.unsqueeze(0))[0]
 
+    def _prepare(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        x, y = self._trim(x, y)
+        return self.to_device(x), self.to_device(y)
+
     def per_example_grads(self, x: Tensor, y: Tensor, which: str = "head", fn: str = "loss",
                           chunk: int = 64) -> Tensor:
-        """Flattened per-example gradients ``[B, P]`` of the loss (or log-odds) w.r.t. ``param_subset(which)``."""
-        params = {k: v.detach() for k, v in self.param_subset(which).items()}
-        f = self._single_loss if fn == "loss" else self.scalar_output
-        was_training = self.model.training
-        self.model.eval()
-        try:
-            x, y = self._trim(x, y)
-            x, y = self.to_device(x), self.to_device(y)
-            if getattr(self.model, "vmap_ok", True):
-                out = vmap(grad(f), in_dims=(None, 0, 0), chunk_size=chunk)(params, x, y)
-                flat = torch.cat([out[k].reshape(len(x), -1) for k in params], dim=1)
-            else:
-                rows = []
-                for i in range(len(x)):
-                    p = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-                    g = torch.autograd.grad(f(p, x[i], y[i]), list(p.values()), allow_unused=True)
-                    rows.append(torch.cat([(gi if gi is not None else torch.zeros_like(v)).reshape(-1)
-                                           for gi, v in zip(g, p.values())]))
-                flat = torch.stack(rows) if rows else torch.zeros(0, sum(v.numel() for v in params.values()))
-        finally:
-            self.model.train(was_training)
-        self.cost.count(forward=len(x), backward=len(x))
-        return flat
+        return super().per_example_grads(x, y, which, fn, chunk)
 
     @torch.no_grad()
     def _batch_stats(self, x: Tensor, y: Tensor):
@@ -255,9 +227,7 @@ class LanguageAdapter(TaskAdapter):
         return tuple(torch.cat(p) for p in zip(*parts)) if parts else (torch.zeros(0),) * 3
 
     def evaluate(self, split: Split) -> dict:
-        was_training = self.model.training
-        self.model.eval()
-        try:
+        with eval_mode(self.model):
             nll, n, correct = self._stats(split.x, split.y)
             n_tot = int(n.sum())
             mean = float(nll.sum() / max(n_tot, 1))
@@ -286,5 +256,3 @@ class LanguageAdapter(TaskAdapter):
                 out["choice_accuracy"] = float((per_tok.argmin(1) == split.answer).float().mean())
                 out["choice_chance"] = 1.0 / C
             return out
-        finally:
-            self.model.train(was_training)

@@ -1,0 +1,45 @@
+"""Model-mode helpers: the one way to score without training side effects.
+
+Scoring passes (a method weighing the pool, an evaluation) are not training passes.
+Two things must not leak from them:
+
+- **the mode**: :func:`eval_mode` puts the model in eval mode (BatchNorm uses its
+  running statistics, dropout is off) and restores whatever mode it was in;
+- **the running statistics**: :func:`frozen_buffers` gives the model private copies of
+  its buffers for a pass that has to run in train mode (a lookahead's virtual step on batch statistics,
+  a scorer that must see the training-mode embedding), so only the real optimiser
+  step moves BatchNorm's running mean and variance.
+"""
+from __future__ import annotations
+
+from contextlib import contextmanager
+
+from torch import nn
+
+
+@contextmanager
+def eval_mode(model: nn.Module):
+    was = model.training
+    model.eval()
+    try:
+        yield model
+    finally:
+        model.train(was)
+
+
+@contextmanager
+def frozen_buffers(model: nn.Module):
+    """Inside the block every buffer (BatchNorm running stats, counters) is a private copy;
+    on exit the module gets its original buffers back, untouched.
+
+    Swapping tensors rather than copying values back keeps autograd graphs built inside
+    the block valid after it (a lookahead differentiates through them later).
+    """
+    saved = [(m, name, b) for m in model.modules() for name, b in m._buffers.items() if b is not None]
+    for m, name, b in saved:
+        m._buffers[name] = b.clone()
+    try:
+        yield model
+    finally:
+        for m, name, b in saved:
+            m._buffers[name] = b

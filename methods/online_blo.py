@@ -1,0 +1,176 @@
+"""Online BLO: online bilevel data selection (Grangier et al., TMLR 2024), the BLO
+baseline of the BADS paper; the shared lookahead machinery is in
+:mod:`selbench.methods.lookahead`."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Optional
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from selbench.core.errors import ConfigError
+from selbench.core.modes import frozen_buffers
+from selbench.core.sampling import CyclicSampler
+from selbench.methods.base import MethodConfig, RunContext, weighted_step
+from selbench.methods.lookahead import LookaheadReweighter, one_step_lookahead, param_dtype, pool_batch
+from selbench.methods.registry import register_method
+
+
+class EmbeddingScorer(nn.Module):
+    """Weight model ``s(z; φ)`` on a detached embedding ``e`` and the (possibly noisy) label ``y``.
+
+    ``features``:
+    - ``embed``: ``s = v·e + b`` (no label);
+    - ``embed_label``: ``s = v·[e ⊕ onehot(y)] + b`` (BADS's weight-net input). The label
+      enters additively, so it can shift a class up or down but cannot express whether
+      the label *agrees* with the content;
+    - ``embed_x_label``: ``s = v_y·e + b_y`` (linear on ``e ⊗ onehot(y)``: one linear
+      scorer per label), which can.
+    ``hidden > 0`` puts a ReLU MLP on the chosen input instead of the linear map. The
+    output layer starts at zero, so selection starts uniform at random.
+    """
+
+    FEATURES = ("embed", "embed_label", "embed_x_label")
+
+    def __init__(self, embed_dim: int, num_classes: int, features: str = "embed_label", hidden: int = 0):
+        super().__init__()
+        if features not in self.FEATURES:
+            raise ConfigError(f"method.features={features!r} (choose from: {', '.join(self.FEATURES)})")
+        self.num_classes, self.features = num_classes, features
+        d = {"embed": embed_dim, "embed_label": embed_dim + num_classes,
+             "embed_x_label": embed_dim * num_classes + num_classes}[features]
+        last = nn.Linear(d if hidden <= 0 else hidden, 1)
+        nn.init.zeros_(last.weight)
+        nn.init.zeros_(last.bias)
+        self.net = last if hidden <= 0 else nn.Sequential(nn.Linear(d, hidden), nn.ReLU(), last)
+
+    def forward(self, emb: Tensor, y: Tensor) -> Tensor:
+        if self.features != "embed":
+            onehot = F.one_hot(y.to(emb.device), self.num_classes).to(emb.dtype)
+            if self.features == "embed_label":
+                emb = torch.cat([emb, onehot], dim=1)
+            else:
+                emb = torch.cat([(onehot.unsqueeze(2) * emb.unsqueeze(1)).flatten(1), onehot], dim=1)
+        return self.net(emb).squeeze(-1)
+
+
+@dataclass
+class BLOConfig(MethodConfig):
+    weight_lr: float = 1e-3         # Adam on φ (BADS's weight-net lr for MNIST; 1e-4 in its CIFAR/NLG runs)
+    weight_weight_decay: float = 0.0
+    weight_hidden: int = 0          # 0 = linear scorer (as BADS's weight net)
+    #: scorer input: embed | embed_label (BADS: embedding ⊕ one-hot) | embed_x_label (per-label linear)
+    features: str = "embed_x_label"
+    #: α of the virtual step; null = the main optimiser's current lr
+    inner_lr: Optional[float] = None
+    lookahead_params: str = "all"
+    #: top: keep the β·L highest scores of the large batch; sample: draw β·L without
+    #: replacement with probability ∝ softmax(scores) (Gumbel top-k)
+    selection: str = "sample"
+    #: size L of the scored pool batch; null = ⌈batch_size / β⌉ (so β·L = batch_size), capped
+    large_batch: Optional[int] = None
+    max_large_batch: int = 2048
+    #: also put the target batch into the real step (Grangier et al. train on the filtered pool only)
+    include_target_in_step: bool = False
+    score_chunk: int = 2000
+
+
+@register_method("blo", config=BLOConfig)
+class OnlineBLO(LookaheadReweighter):
+    """Online bilevel data selection (Grangier, Ablin, Hannun, TMLR 2024; the BLO baseline of BADS).
+
+    A weight model ``s(z; φ)`` scores pool examples from their detached embedding and
+    label (:class:`EmbeddingScorer`). Per iteration:
+
+    1. **Meta step** on the runner's uniformly drawn pool batch ``B`` and target batch
+       ``M``: soft weights ``w_i = B · softmax_i(s(z_i; φ))`` (mean 1 over the batch),
+       ``θ'(φ) = θ − α ∇_θ (1/B) Σ_i w_i l_i(θ)``, and
+       ``φ ← Adam(φ, ∇_φ (1/M) Σ_j l_j^m(θ'(φ)))``. The meta-gradient reaches φ only
+       through the soft weights of the virtual step: ``∂L_m/∂s_i = (∂L_m/∂w_i)·∂w_i/∂s_i``
+       with ``∂L_m/∂w_i = −(α/B) ∇L_m(θ')·∇l_i(θ)`` — the same gradient-alignment signal as
+       L2RW, pooled over examples by the shared weight model.
+    2. **Selection**: a large pool batch of ``L`` examples (own seeded cyclic sampler)
+       is scored under no_grad and ``k = round(β·L)`` are kept (``β`` = budget):
+       ``selection=sample`` (default) draws them without replacement with probability
+       ∝ softmax(s) (Gumbel top-k), ``selection=top`` keeps the ``k`` highest scores.
+    3. **Real step** of the runner's optimiser on the uniform mean loss of the kept
+       examples (+ the target batch if ``include_target_in_step``).
+
+    ``pool_weights``: ``N · softmax(s)`` over the whole pool (mean 1; same ranking as
+    the top-k rule), embeddings in eval mode, chunked, forwards counted.
+
+    Departures (the paper's details are thin, METHODS.md §2): Grangier et al. solve the
+    bilevel problem with SOBA (a running estimate of the inverse-Hessian–vector
+    product) rather than a one-step lookahead; here the meta-gradient is the one-step
+    lookahead shared with L2RW and MW-Net, as METHODS.md specifies. The weight model is
+    trained on a *uniform* pool batch (unbiased, every example can receive signal),
+    while the main model trains on the *filtered* large batch (our reading of the
+    paper's big-batch filtering; no official code was found to confirm it). Soft
+    weights are a batch softmax.
+    Default ``selection=sample``: it keeps the distribution the meta step optimises
+    (softmax weights); top-k is scale-free, so from the first update it turns tiny
+    score differences into a hard half-space of the embedding — measured here
+    (Fashion-MNIST 50% noise, β = 0.5, 300 steps) it collapsed onto one class (test
+    accuracy 0.10, chance) at weight lr 1e-3 and 1e-4, where sampling reached 0.71.
+    Default ``features=embed_x_label`` (see :class:`EmbeddingScorer`): with BADS's
+    ``embedding ⊕ one-hot`` the label enters additively and cannot flag a flipped
+    label (measured weight AUC clean-vs-noisy 0.48 vs 0.92 for the per-label scorer).
+    """
+
+    def setup(self, ctx, optimizer):
+        super().setup(ctx, optimizer)
+        cfg = self.cfg
+        if cfg.selection not in ("top", "sample"):
+            raise ConfigError(f"method.selection={cfg.selection!r} (choose from: top, sample)")
+        # Label-conditioned features need class labels; text examples have none, so there the
+        # scorer sees the sequence embedding alone (as in the BADS paper's NLG / LLM runs).
+        features = cfg.features if ctx.adapter.has_class_labels else "embed"
+        self.scorer = EmbeddingScorer(ctx.adapter.embed_dim, ctx.num_classes, features, cfg.weight_hidden)
+        self.scorer.to(ctx.device, param_dtype(ctx.model))
+        self.w_opt = torch.optim.Adam(self.scorer.parameters(), lr=cfg.weight_lr, weight_decay=cfg.weight_weight_decay)
+        L = cfg.large_batch if cfg.large_batch is not None else math.ceil(ctx.batch_size / max(ctx.budget, 1e-12))
+        self.L = int(max(1, min(L, cfg.max_large_batch, ctx.n_pool)))
+        self.k = int(max(1, min(self.L, round(ctx.budget * self.L))))
+        self.sampler = CyclicSampler(ctx.n_pool, ctx.generator)
+
+    def _scores(self, ctx, x, y) -> Tensor:
+        # scoring is not training: in train mode the embedding pass would otherwise fold
+        # extra batches into the running statistics that evaluation uses
+        with frozen_buffers(ctx.model):
+            return self.scorer(ctx.adapter.embed(x), y)
+
+    def step(self, ctx, step, pool_idx, target_idx):
+        cfg = self.cfg
+        x, y, xt, yt = self._batches(ctx, pool_idx, target_idx)
+        lr = self._inner_lr()
+
+        # 1. meta step on φ through soft weights in the virtual step
+        phi = list(self.scorer.parameters())
+        s = self._scores(ctx, x, y)
+        la = one_step_lookahead(ctx.adapter, x, y, xt, yt, lambda _l: len(s) * torch.softmax(s, 0), lr,
+                                reduction="mean", params=cfg.lookahead_params)
+        self._meta_step(ctx, la, phi, self.w_opt)
+
+        # 2. score a large pool batch, keep k
+        big = self.sampler.next(self.L)
+        xb, yb = pool_batch(ctx, big)
+        with torch.no_grad():
+            sb = self._scores(ctx, xb, yb).float().cpu()
+        if cfg.selection == "sample":
+            u = torch.rand(len(sb), generator=ctx.generator).clamp_(1e-20, 1 - 1e-7)
+            sb = sb - torch.log(-torch.log(u))  # Gumbel-top-k = sampling without replacement ∝ softmax
+        keep = big[torch.topk(sb, self.k).indices]
+
+        # 3. real step on the kept examples
+        xk, yk = pool_batch(ctx, keep)
+        if cfg.include_target_in_step:
+            xk, yk = torch.cat([xk, xt]), torch.cat([yk, yt])
+        loss = weighted_step(ctx, self.optimizer, xk, yk)
+        return {"loss": float(loss.detach()), "target_loss_lookahead": float(la.target_loss.detach()), "n_kept": float(len(keep))}
+
+    def pool_weights(self, ctx):
+        s = self._score_pool(ctx, lambda x, y: self._scores(ctx, x, y))
+        return (len(s) * torch.softmax(s, 0)).float()
