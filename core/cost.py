@@ -37,15 +37,24 @@ class _RssSampler(threading.Thread):
 class CostTracker:
     """Collects ``phases[name] = {wall_s, peak_rss_mb, rss_delta_mb, peak_cuda_mb}`` and counters.
 
-    Counters are in *examples*: ``forward`` counts every example pushed through the
-    model (a lookahead method's virtual step counts too), ``backward`` every example
-    whose loss was back-propagated.  ``passes_over_pool = forward / n_pool``.
+    Counters are in *examples*:
+
+    - ``forward``: every example pushed through the model (a lookahead's virtual step counts too);
+    - ``backward``: every example whose loss was back-propagated;
+    - ``train``: every example whose loss entered a *real* parameter update (what the
+      model is trained on; the equal-compute comparison is about this one).
+
+    Each counter is also kept per phase (``phases[name]["forward"]`` …), so the training
+    phase's counts divided by the steps are the examples per step.
+    ``passes_over_pool = forward / n_pool``.
     """
 
     device: torch.device = torch.device("cpu")
     phases: dict[str, dict] = field(default_factory=dict)
     forward: int = 0
     backward: int = 0
+    train: int = 0
+    _current: list = field(default_factory=list, repr=False)
 
     @contextmanager
     def phase(self, name: str):
@@ -57,15 +66,17 @@ class CostTracker:
             torch.cuda.synchronize(self.device)
             torch.cuda.reset_peak_memory_stats(self.device)
         t0 = time.perf_counter()
+        self._current.append(name)
         try:
             yield
         finally:
+            self._current.pop()
             if cuda:
                 torch.cuda.synchronize(self.device)
             wall = time.perf_counter() - t0
             peak = sampler.stop()
             prev = self.phases.get(name, {})
-            self.phases[name] = {
+            self.phases[name] = {**prev,
                 "wall_s": prev.get("wall_s", 0.0) + wall,
                 "peak_rss_mb": max(prev.get("peak_rss_mb", 0.0), peak / 2**20),
                 "rss_delta_mb": max(prev.get("rss_delta_mb", 0.0), (peak - start_rss) / 2**20),
@@ -73,24 +84,32 @@ class CostTracker:
                                     torch.cuda.max_memory_allocated(self.device) / 2**20 if cuda else 0.0),
             }
 
-    def count(self, forward: int = 0, backward: int = 0) -> None:
+    def count(self, forward: int = 0, backward: int = 0, train: int = 0) -> None:
         self.forward += int(forward)
         self.backward += int(backward)
+        self.train += int(train)
+        if self._current:
+            ph = self.phases.setdefault(self._current[-1], {})
+            for k, v in (("forward", forward), ("backward", backward), ("train", train)):
+                ph[k] = ph.get(k, 0) + int(v)
 
     def state_dict(self) -> dict:
-        return {"phases": {k: dict(v) for k, v in self.phases.items()}, "forward": self.forward, "backward": self.backward}
+        return {"phases": {k: dict(v) for k, v in self.phases.items()}, "forward": self.forward,
+                "backward": self.backward, "train": self.train}
 
     def load_state_dict(self, state: dict) -> None:
         self.phases = {k: dict(v) for k, v in state["phases"].items()}
         self.forward, self.backward = int(state["forward"]), int(state["backward"])
+        self.train = int(state.get("train", 0))
 
     def summary(self, n_pool: int) -> dict:
         return {
             "phases": self.phases,
-            "total_wall_s": sum(p["wall_s"] for p in self.phases.values()),
-            "peak_rss_mb": max((p["peak_rss_mb"] for p in self.phases.values()), default=0.0),
-            "peak_cuda_mb": max((p["peak_cuda_mb"] for p in self.phases.values()), default=0.0),
+            "total_wall_s": sum(p.get("wall_s", 0.0) for p in self.phases.values()),
+            "peak_rss_mb": max((p.get("peak_rss_mb", 0.0) for p in self.phases.values()), default=0.0),
+            "peak_cuda_mb": max((p.get("peak_cuda_mb", 0.0) for p in self.phases.values()), default=0.0),
             "forward_examples": self.forward,
             "backward_examples": self.backward,
+            "train_examples": self.train,
             "passes_over_pool": self.forward / max(n_pool, 1),
         }

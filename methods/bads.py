@@ -137,6 +137,8 @@ def _logit(p: float) -> float:
 
 @register_method("bads", config=BADSConfig)
 class BADS(Reweighter):
+    budget_use = "soft"  # β is the sparsity prior's mode
+    target_in_update = True  # θ's potential has the target term
     # -- setup -------------------------------------------------------------------------------------
     def setup(self, ctx: RunContext, optimizer: torch.optim.Optimizer) -> None:
         super().setup(ctx, optimizer)
@@ -299,7 +301,7 @@ class BADS(Reweighter):
         self.optimizer.zero_grad(set_to_none=True)
         self.opt_w.zero_grad(set_to_none=True)
         (o["loss_theta"] + o["loss_w"]).backward()  # disjoint parameters; cross terms are detached
-        ctx.cost.count(backward=len(pool_idx) + len(target_idx))
+        ctx.cost.count(backward=len(pool_idx) + len(target_idx), train=len(pool_idx) + len(target_idx))
         self.optimizer.step()
         self.opt_w.step()
         theta = [p for g in self.optimizer.param_groups for p in g["params"]]
@@ -348,6 +350,10 @@ class BADS(Reweighter):
         if self._swapped:  # after the last step of a run that collected samples: posterior-mean weights
             return (self._w_sum / self.n_samples).float()
         return self._all_weights(ctx)
+
+    def effective_budget(self, ctx: RunContext) -> float:
+        """Mean weight Σw/N: the fraction of the pool the weights amount to (the prior pulls it to β)."""
+        return float(self.pool_weights(ctx).double().mean())
 
     # -- checkpoints ---------------------------------------------------------------------------
     def state_dict(self) -> dict:

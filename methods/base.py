@@ -47,13 +47,21 @@ class RunContext:
     device: torch.device
     cost: Any
     steps: int
+    #: pool examples per step (a reweighter's pool batch; a selector's training batch)
     batch_size: int
+    #: target examples per step a reweighter draws
     target_batch_size: int
     make_optimizer: Callable[..., torch.optim.Optimizer]
     log: Callable[[int, dict], None] = lambda step, d: None
+    #: ``ctx.warn(msg)``: a warning that reaches the record (``record["warnings"]``) and stderr
+    warn: Callable[[str], None] = lambda msg: None
     #: ``runners.cache.ArtifactCache``: ``ctx.cache.get_or_compute(name, key, fn)`` for
     #: proxy models / gradient features shared across the runs of a sweep.
     cache: Any = None
+    #: ``runner.match_examples``: every method's real update trains on ``train_batch_size`` examples
+    match_examples: bool = False
+    #: examples per real update under ``match_examples`` (``runner.batch_size``)
+    train_batch_size: int = 0
     extra: dict = field(default_factory=dict)
 
     @property
@@ -100,13 +108,29 @@ class Synthesis:
     info: dict = field(default_factory=dict)
 
 
+BUDGET_USES = ("hard", "soft", "none")
+
+
 class Method:
     kind: ClassVar[str] = ""
     #: modalities the method is written for; the runner refuses the others.
     modalities: ClassVar[tuple[str, ...]] = ("vision", "language")
+    #: how the method uses ``budget.fraction`` (β):
+    #: ``hard`` — it keeps exactly ⌊β·N_pool⌋ pool examples (or β of each scored batch);
+    #: ``soft`` — β shapes it (a prior, a target mean weight) but the fraction it ends up
+    #:            using is its own; tables compare it at its *effective* fraction;
+    #: ``none`` — it ignores β; tables never rank it "at" a budget.
+    budget_use: ClassVar[str] = "hard"
 
     def __init__(self, cfg: Any):
         self.cfg = cfg
+
+    @classmethod
+    def check_config(cls, cfg: Any, run_cfg: Any) -> None:
+        """Checks that need more than the typed config (cross-field rules, the runner's
+        optimiser): raise ``ConfigError`` with one line.  Called for every job of a sweep
+        *before* anything launches; ``cfg`` is the method's typed config object, ``run_cfg``
+        the whole composed config."""
 
     # Checkpointing.  The default captures every attribute that is a tensor (or a dict of
     # tensors), a module, an optimiser / scheduler, a torch.Generator, a number, or a
@@ -156,6 +180,9 @@ class Selector(Method):
 
 class Reweighter(Method):
     kind = "reweighter"
+    #: the real update trains on the target batch too (BADS); under ``runner.match_examples``
+    #: the runner then shrinks the pool batch so that pool + target = ``runner.batch_size``
+    target_in_update: ClassVar[bool] = False
 
     def setup(self, ctx: RunContext, optimizer: torch.optim.Optimizer) -> None:
         """Called once before training with the runner-built optimizer over the model."""
@@ -168,6 +195,10 @@ class Reweighter(Method):
     def pool_weights(self, ctx: RunContext) -> Tensor:
         """Current weight of every pool example, ``[N_pool]`` on the CPU."""
         raise NotImplementedError
+
+    def effective_budget(self, ctx: RunContext) -> float | None:
+        """The fraction of the pool the method effectively trains on (None: not defined for it)."""
+        return None
 
 
 class Synthesizer(Method):
@@ -184,7 +215,7 @@ def weighted_step(ctx: RunContext, optimizer: torch.optim.Optimizer, x: Tensor, 
     losses = ctx.adapter.per_example_loss(x, y)
     loss = losses.mean() if w is None else (w.to(losses.device) * losses).mean()
     loss.backward()
-    ctx.cost.count(backward=len(x))
+    ctx.cost.count(backward=len(x), train=len(x))
     optimizer.step()
     return loss.detach()
 

@@ -8,8 +8,9 @@
 | ``random``         | random ⌊β·N_pool⌋ of the pool (+ target)       | Random_Select  |
 | ``duplicate_target`` | pool + target repeated to about |pool|       | Duplicate_Meta |
 
-``erm``, ``pool_only``, ``target_only`` and ``duplicate_target`` ignore the budget;
-the run record reports the effective pool fraction each one used.
+``erm``, ``pool_only``, ``target_only`` and ``duplicate_target`` ignore the budget
+(``budget_use = "none"``): the record holds the pool fraction each one used, and tables
+never rank them "at" a budget.
 """
 from __future__ import annotations
 
@@ -23,18 +24,24 @@ from selbench.methods.registry import register_method
 
 @register_method("erm")
 class ERM(Selector):
+    budget_use = "none"
+
     def select(self, ctx: RunContext) -> Selection:
         return Selection(torch.arange(ctx.n_pool), target_repeats=1)
 
 
 @register_method("pool_only")
 class PoolOnly(Selector):
+    budget_use = "none"
+
     def select(self, ctx: RunContext) -> Selection:
         return Selection(torch.arange(ctx.n_pool), target_repeats=0)
 
 
 @register_method("target_only")
 class TargetOnly(Selector):
+    budget_use = "none"
+
     def select(self, ctx: RunContext) -> Selection:
         return Selection(torch.zeros(0, dtype=torch.long), target_repeats=1)
 
@@ -53,6 +60,8 @@ class RandomSubset(Selector):
 
 @register_method("duplicate_target")
 class DuplicateTarget(Selector):
+    budget_use = "none"
+
     def select(self, ctx: RunContext) -> Selection:
         repeats = max(1, round(ctx.n_pool / max(len(ctx.target), 1)))
         return Selection(torch.arange(ctx.n_pool), target_repeats=repeats)

@@ -57,6 +57,8 @@ class L2RW(LookaheadReweighter):
     zero batch (zero gradient, but momentum/weight decay still act); ``skip_all_zero``
     switches to skipping it.
     """
+    budget_use = "none"
+
 
     def setup(self, ctx, optimizer):
         super().setup(ctx, optimizer)

@@ -70,6 +70,8 @@ class MWNet(LookaheadReweighter):
     Departures: the virtual step is plain SGD at the main lr (as in the code's
     ``update_params``); the CIFAR lr decay of α follows the runner's schedule.
     """
+    budget_use = "none"
+
 
     def setup(self, ctx, optimizer):
         super().setup(ctx, optimizer)
@@ -96,7 +98,7 @@ class MWNet(LookaheadReweighter):
             w = self._weights(losses.detach())
         loss = (w * losses).sum() if cfg.normalize else (w * losses).mean()
         loss.backward()
-        ctx.cost.count(backward=len(x))
+        ctx.cost.count(backward=len(x), train=len(x))
         self.optimizer.step()
         return {"loss": float(loss.detach()), "target_loss_lookahead": float(la.target_loss.detach()),
                 "weight_max": float(w.max())}

@@ -119,6 +119,8 @@ class OnlineBLO(LookaheadReweighter):
     ``embedding ⊕ one-hot`` the label enters additively and cannot flag a flipped
     label (measured weight AUC clean-vs-noisy 0.48 vs 0.92 for the per-label scorer).
     """
+    budget_use = "hard"  # keeps β of each scored large batch
+
 
     def setup(self, ctx, optimizer):
         super().setup(ctx, optimizer)
@@ -134,6 +136,9 @@ class OnlineBLO(LookaheadReweighter):
         L = cfg.large_batch if cfg.large_batch is not None else math.ceil(ctx.batch_size / max(ctx.budget, 1e-12))
         self.L = int(max(1, min(L, cfg.max_large_batch, ctx.n_pool)))
         self.k = int(max(1, min(self.L, round(ctx.budget * self.L))))
+        if ctx.match_examples:  # train on as many examples per step as every other method
+            extra = ctx.target_batch_size if cfg.include_target_in_step else 0
+            self.k = int(max(1, min(self.L, ctx.train_batch_size - extra)))
         self.sampler = CyclicSampler(ctx.n_pool, ctx.generator)
 
     def _scores(self, ctx, x, y) -> Tensor:
@@ -170,6 +175,10 @@ class OnlineBLO(LookaheadReweighter):
             xk, yk = torch.cat([xk, xt]), torch.cat([yk, yt])
         loss = weighted_step(ctx, self.optimizer, xk, yk)
         return {"loss": float(loss.detach()), "target_loss_lookahead": float(la.target_loss.detach()), "n_kept": float(len(keep))}
+
+    def effective_budget(self, ctx):
+        """k/L: the fraction of every scored large batch that is trained on (β unless L was capped)."""
+        return self.k / self.L
 
     def pool_weights(self, ctx):
         s = self._score_pool(ctx, lambda x, y: self._scores(ctx, x, y))

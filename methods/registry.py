@@ -17,7 +17,7 @@ from importlib.metadata import entry_points
 
 from hydra.core.config_store import ConfigStore
 
-from selbench.methods.base import Method, MethodConfig
+from selbench.methods.base import BUDGET_USES, Method, MethodConfig
 from selbench.core.errors import ConfigError
 
 
@@ -40,6 +40,8 @@ def register_method(name: str, config: type[MethodConfig] = MethodConfig):
             raise ValueError(f"method {name!r} is already registered (by {_REGISTRY[name].cls.__module__})")
         if cls.kind not in ("selector", "reweighter", "synthesizer"):
             raise TypeError(f"method {name!r} must subclass Selector, Reweighter or Synthesizer")
+        if cls.budget_use not in BUDGET_USES:
+            raise TypeError(f"method {name!r}: budget_use={cls.budget_use!r} (choose from: {', '.join(BUDGET_USES)})")
         _REGISTRY[name] = Entry(name, cls, config)
         ConfigStore.instance().store(group="method", name=name, node=config(name=name))
         return cls

@@ -10,26 +10,22 @@ import random
 import sys
 import time
 import traceback
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable
 
 import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
-from selbench.core.data import Split
-from selbench.methods.base import RunContext, Selection, Synthesis, weighted_step
 from selbench.methods.registry import get_method
 from selbench.runners.run import checkpoint as ckpt
 from selbench.runners.run import record as rec
-from selbench.core.cache import ArtifactCache
 from selbench.core.cost import CostTracker
 from selbench.core.errors import ConfigError, DataError, DivergedError, SelbenchError
 from selbench.runners.run.loggers import make_logger
 from selbench.runners.tasks import task_module
 from selbench.runners.tasks.metrics import selection_quality
-from selbench.core.sampling import CyclicSampler
+from selbench.runners.run.context import make_context
+from selbench.runners.run.prepare import PREPARE
 from selbench.runners.run.validate import check_config
 from selbench.runners.run.loop import make_optimizer, make_schedule, run_steps
 
@@ -58,90 +54,6 @@ def effective_steps(cfg: DictConfig) -> tuple[int, int]:
         steps = min(steps, int(cap))
     every = int(cfg.scale.get("eval_every") or cfg.runner.eval_every)
     return steps, max(1, min(every, steps))
-
-
-@dataclass
-class Prepared:
-    """What a method kind hands the shared loop."""
-
-    step_fn: Callable[[int], dict]
-    pool_weights: Callable[[], torch.Tensor]  # current per-pool-example weights
-    summary: dict
-    artifacts: dict
-    samplers: list = field(default_factory=list)
-    output: dict = field(default_factory=dict)  # the offline phase's result, kept in checkpoints
-
-
-def _fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | None, optimizer):
-    if len(data) == 0:
-        raise ConfigError("the method selected an empty training set")
-    sampler = CyclicSampler(len(data), ctx.generator)
-
-    def step_fn(step: int) -> dict:
-        idx = sampler.next(ctx.batch_size)
-        w = None if weights is None else weights[idx]
-        return {"loss": weighted_step(ctx, optimizer, data.x[idx], data.y[idx], w)}
-
-    return step_fn, sampler
-
-
-def prepare_selector(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
-    if restored:  # resumed run: the selection was made before the interruption
-        sel = Selection(restored["pool_indices"], restored.get("pool_weights"), int(restored["target_repeats"]),
-                        restored.get("scores"))
-    else:
-        with cost.phase("select"):
-            sel = method.select(ctx)
-    idx = sel.pool_indices.long().cpu()
-    parts, weights = [ctx.pool.subset(idx)], []
-    if sel.pool_weights is not None:
-        w = sel.pool_weights.float().cpu()
-        weights.append(w / w.mean().clamp_min(1e-12))  # mean-1 so the step size matches unweighted training
-    else:
-        weights.append(torch.ones(len(idx)))
-    for _ in range(sel.target_repeats):
-        parts.append(ctx.target)
-        weights.append(torch.ones(len(ctx.target)))
-    data = Split.concat(*parts)
-    w_all = torch.cat(weights) if sel.pool_weights is not None else None
-    vec = sel.pool_weight_vector(ctx.n_pool)
-    summary = {"n_selected": len(idx), "effective_budget": len(idx) / max(ctx.n_pool, 1),
-               "target_repeats": sel.target_repeats, "n_train": len(data)}
-    artifacts = {"pool_indices": idx.numpy(), "pool_weights": vec.numpy()}
-    if sel.scores is not None:
-        artifacts["scores"] = sel.scores.float().cpu().numpy()
-    step_fn, sampler = _fixed_set_trainer(ctx, data, w_all, optimizer)
-    output = {"pool_indices": idx, "pool_weights": sel.pool_weights, "target_repeats": sel.target_repeats,
-              "scores": sel.scores}
-    return Prepared(step_fn, lambda: vec, summary, artifacts, [sampler], output)
-
-
-def prepare_reweighter(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
-    method.setup(ctx, optimizer)
-    pool_s, tgt_s = CyclicSampler(ctx.n_pool, ctx.generator), CyclicSampler(len(ctx.target), ctx.generator)
-
-    def step_fn(step: int) -> dict:
-        return method.step(ctx, step, pool_s.next(ctx.batch_size), tgt_s.next(ctx.target_batch_size))
-
-    return Prepared(step_fn, lambda: method.pool_weights(ctx).float().cpu(),
-                    {"n_train": ctx.n_pool + len(ctx.target)}, {}, [pool_s, tgt_s])
-
-
-def prepare_synthesizer(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
-    if restored:
-        syn = Synthesis(Split(restored["x"], restored["y"]), int(restored["storage_bytes"]), restored.get("weights"),
-                        restored.get("info") or {})
-    else:
-        with cost.phase("synthesize"):
-            syn = method.synthesize(ctx)
-    summary = {"n_train": len(syn.data), "storage_bytes": syn.storage_bytes, **syn.info}
-    step_fn, sampler = _fixed_set_trainer(ctx, syn.data, syn.weights, optimizer)
-    output = {"x": syn.data.x, "y": syn.data.y, "storage_bytes": syn.storage_bytes, "weights": syn.weights,
-              "info": syn.info}
-    return Prepared(step_fn, lambda: torch.zeros(0), summary, {}, [sampler], output)
-
-
-PREPARE = {"selector": prepare_selector, "reweighter": prepare_reweighter, "synthesizer": prepare_synthesizer}
 
 
 def run_job(cfg: DictConfig) -> dict:
@@ -183,7 +95,7 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
     logger = make_logger(cfg.logger, run_dir, config)
     record = {
         "schema": 1, "run_key": rec.run_key(cfg), "run_dir": str(run_dir),
-        "method": entry.name, "kind": entry.cls.kind, "dataset": cfg.dataset.name, "scenario": scenario.name,
+        "method": entry.name, "kind": entry.cls.kind, "budget_use": entry.cls.budget_use, "dataset": cfg.dataset.name, "scenario": scenario.name,
         "model": cfg.model.get("name"), "runner": cfg.runner.name, "seed": seed, "budget": float(cfg.budget.fraction),
         "scale": cfg.scale.get("name"), "experiment": cfg.get("experiment_name"),
         "scenario_info": scenario.describe(), "config": config,
@@ -191,8 +103,10 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
         "hydra_output_dir": _hydra_output_dir(),
     }
     artifacts: dict = {}
+    warnings = Warnings()
     try:
-        record.update(_train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, artifacts, run_dir))
+        record.update(_train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, artifacts, run_dir,
+                                          warnings))
         record["status"] = "ok"
     except DivergedError as e:
         record.update(status="failed", reason=str(e), failed_step=e.step)
@@ -204,6 +118,8 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
         record.update(status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0])
         rec.atomic_write_bytes(run_dir / "error.txt", traceback.format_exc().encode())
     record["cost"] = cost.summary(len(scenario.pool))
+    record["compute"] = compute_summary(cost, record.get("steps"), bool(cfg.runner.get("match_examples", False)))
+    record["warnings"] = list(warnings)
     record["started_at"], record["finished_at"] = started, time.time()
 
     truth = {k: v.cpu().numpy() for k, v in scenario.truth.items()}
@@ -216,6 +132,23 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
         (run_dir / ckpt.CHECKPOINT).unlink(missing_ok=True)
     logger.finish(record)
     return record
+
+
+class Warnings(list):
+    """``ctx.warn``: each warning goes to stderr now and into ``record["warnings"]`` (stderr is lost on a cluster)."""
+
+    def append(self, msg: str) -> None:
+        print(f"selbench: warning: {msg}", file=sys.stderr)
+        super().append(str(msg))
+
+
+def compute_summary(cost: CostTracker, steps: int | None, match_examples: bool) -> dict:
+    """Examples per training step: what the real update trained on, and the passes behind it."""
+    train = cost.phases.get("train", {})
+    per = (lambda k: train.get(k, 0) / steps) if steps else (lambda k: None)
+    return {"match_examples": match_examples, "steps": steps, "train_examples": cost.train,
+            "train_examples_per_step": per("train"), "forward_per_step": per("forward"),
+            "backward_per_step": per("backward")}
 
 
 def _read_ok(run_dir: Path) -> dict | None:
@@ -232,21 +165,18 @@ def _hydra_output_dir() -> str | None:
     return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
 
 
-def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, artifacts: dict, run_dir: Path) -> dict:
+def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, artifacts: dict, run_dir: Path,
+                        warnings: "Warnings") -> dict:
     adapter = runner.build_adapter(cfg, scenario, cost, device)
     steps, eval_every = effective_steps(cfg)
     g = torch.Generator().manual_seed(int(cfg.seed))
     rc = cfg.runner
     method = entry.cls(OmegaConf.to_object(cfg.method))
-    optimizer = make_optimizer(adapter.model.parameters(), rc.optimizer)
+    # frozen parameters (a LoRA base model) are not the optimiser's: no weight decay or noise reaches them
+    optimizer = make_optimizer([p for p in adapter.model.parameters() if p.requires_grad], rc.optimizer)
     schedule = make_schedule(optimizer, str(rc.schedule), steps)
-    ctx = RunContext(
-        pool=scenario.pool, target=scenario.target, num_classes=scenario.num_classes, modality=scenario.modality,
-        adapter=adapter, budget=float(cfg.budget.fraction), seed=int(cfg.seed), generator=g, device=device,
-        cost=cost, steps=steps, batch_size=int(rc.batch_size), target_batch_size=int(rc.target_batch_size),
-        make_optimizer=lambda params, ocfg=None: make_optimizer(params, ocfg or rc.optimizer),
-        log=logger.log, cache=ArtifactCache(cfg.get("cache_dir")),
-    )
+    ctx = make_context(cfg, scenario, adapter, cost, method_cls=entry.cls, steps=steps, generator=g, log=logger.log,
+                       warn=warnings.append)
     ck_path = run_dir / ckpt.CHECKPOINT
     state = ckpt.load(ck_path) if cfg.get("resume", True) and ck_path.exists() else None
     prepared = PREPARE[entry.cls.kind](method, ctx, optimizer, cost, restored=state["output"] if state else None)
@@ -302,8 +232,10 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
     with cost.phase("eval"):
         final = adapter.evaluate(scenario.test)
         weights = prepared.pool_weights()
+    summary = dict(prepared.summary)
     if track_weights:
         artifacts["pool_weights"] = weights.numpy()
+        summary["effective_budget"] = method.effective_budget(ctx)
     quality = selection_quality(weights, scenario.truth) if len(weights) == len(scenario.pool) else {}
     return {
         "metrics": {"test_" + k: v for k, v in final.items()},
@@ -311,5 +243,5 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
         "steps": steps,
         "resumed_from_step": start or None,
         "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
-        "selection": {**prepared.summary, "quality": quality},
+        "selection": {**summary, "budget_use": entry.cls.budget_use, "quality": quality},
     }

@@ -1,7 +1,9 @@
 """The training loop: a fixed number of steps with periodic evaluation.
 
-Every method trains for the same number of steps at the same batch size (the
-``scale`` caps them uniformly), so methods differ only in the data they use.
+Every method trains for the same number of steps (the ``scale`` caps them uniformly).
+How many examples each step trains on is the method's: equal for all under
+``runner.match_examples`` (``runners/run/context.py``), and always recorded
+(``record["compute"]``), so a table can show what each method spent.
 """
 from __future__ import annotations
 
@@ -48,14 +50,20 @@ def run_steps(steps: int, eval_every: int, step_fn: Callable[[int], dict], on_ev
               checkpoint_every: int = 0, on_checkpoint: Callable[[int], None] | None = None) -> None:
     """Run ``step_fn(step)`` for steps ``start_step+1 … steps``; ``on_eval`` at each eval point.
 
+    **Stats channel.** ``step_fn`` returns a dict of scalars (``loss`` and whatever the
+    method reports: BADS's ``s_bar``, L2RW's ``zero_batch``, BLO's ``n_kept`` …).  Every
+    numeric entry is averaged over the steps of an eval window and handed to ``on_eval``
+    as ``train_<name>``, so it reaches the curve, the logger and the record.
+
     Training time and evaluation time go to separate cost phases.  A non-finite loss
     raises ``DivergedError`` with the step, so the run is recorded as failed there.
     Checkpoints are taken right after an evaluation, once at least ``checkpoint_every``
-    steps have passed since the last one, so no half-averaged loss window is lost.
+    steps have passed since the last one, so no half-averaged window is lost.
     """
     bar = tqdm(total=steps, initial=start_step, desc=desc, disable=not progress, file=sys.stderr, leave=False)
     step = last_ckpt = start_step
-    window: list[float] = []
+    sums: dict[str, float] = {}
+    n = 0
     for point in eval_points(steps, eval_every):
         if point <= step:
             continue
@@ -67,12 +75,16 @@ def run_steps(steps: int, eval_every: int, step_fn: Callable[[int], dict], on_ev
                 if not math.isfinite(loss):
                     bar.close()
                     raise DivergedError(step)
-                window.append(loss)
+                for k, v in out.items():
+                    if isinstance(v, (int, float, torch.Tensor)) and not isinstance(v, bool):
+                        sums[k] = sums.get(k, 0.0) + float(v)
+                n += 1
                 bar.update(1)
         with cost.phase("eval"):
-            on_eval(step, {"train_loss": sum(window) / len(window)})
-        bar.set_postfix(loss=f"{window[-1]:.3f}")
-        window.clear()
+            on_eval(step, {f"train_{k}": v / n for k, v in sums.items()})
+        bar.set_postfix(loss=f"{loss:.3f}")
+        sums.clear()
+        n = 0
         if on_checkpoint and checkpoint_every > 0 and step - last_ckpt >= checkpoint_every and step < steps:
             with cost.phase("checkpoint"):
                 on_checkpoint(step)

@@ -8,7 +8,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from selbench.methods.registry import get_method
 from selbench.core.errors import ConfigError
@@ -51,6 +51,7 @@ def check_config(cfg: DictConfig) -> None:
             raise ConfigError(f"{group}={cfg[group].get('name')} is a {declared} config but runner={cfg.runner.name} "
                               f"is {modality} (add runner={declared})")
     task_module(cfg.runner.name).check_config(cfg)
+    entry.cls.check_config(OmegaConf.to_object(cfg.method), cfg)
 
 
 _MISSING = re.compile(r"Could not find '([^']+)/([^'/]+)'")

@@ -1,0 +1,53 @@
+"""``make_context``: the one place a ``RunContext`` is built (the job, the benchmark and
+the tests all call it), including how ``runner.match_examples`` splits the batch.
+
+**Equal examples per step.**  A step's *training examples* are the examples whose loss
+enters the real parameter update.  A selector trains on ``runner.batch_size`` of its set.
+A reweighter that also puts the target batch into its update (``Reweighter.target_in_update``,
+e.g. BADS) would train on ``batch_size + target_batch_size``; with
+``runner.match_examples=true`` (the default) its pool and target batches are scaled so
+that they sum to ``batch_size``, keeping the configured pool : target ratio.  With
+``false`` (the papers' protocols) each method uses the batch sizes as configured, and the
+record and tables show the difference (``compute.train_examples_per_step``).
+"""
+from __future__ import annotations
+
+from typing import Callable
+
+import torch
+from omegaconf import DictConfig
+
+from selbench.core.cache import ArtifactCache
+from selbench.core.errors import ConfigError
+from selbench.core.data import Scenario
+from selbench.methods.base import RunContext
+from selbench.runners.run.loop import make_optimizer
+
+
+def matched_batches(batch_size: int, target_batch_size: int, target_in_update: bool, match: bool) -> tuple[int, int]:
+    """(pool batch, target batch) a method draws per step (see the module docstring)."""
+    if not (match and target_in_update):
+        return batch_size, target_batch_size
+    if batch_size < 2:
+        raise ConfigError(f"runner.batch_size={batch_size} cannot hold a pool and a target example "
+                          f"under runner.match_examples=true")
+    pool = min(batch_size - 1, max(1, round(batch_size * batch_size / (batch_size + target_batch_size))))
+    return pool, batch_size - pool
+
+
+def make_context(cfg: DictConfig, scenario: Scenario, adapter, cost, *, method_cls=None, steps: int | None = None,
+                 generator: torch.Generator | None = None, log: Callable[[int, dict], None] | None = None,
+                 warn: Callable[[str], None] | None = None) -> RunContext:
+    rc = cfg.runner
+    target_in_update = bool(getattr(method_cls, "target_in_update", False))
+    match = bool(rc.get("match_examples", False))
+    pool_b, target_b = matched_batches(int(rc.batch_size), int(rc.target_batch_size), target_in_update, match)
+    return RunContext(
+        pool=scenario.pool, target=scenario.target, num_classes=scenario.num_classes, modality=scenario.modality,
+        adapter=adapter, budget=float(cfg.budget.fraction), seed=int(cfg.seed),
+        generator=generator if generator is not None else torch.Generator().manual_seed(int(cfg.seed)),
+        device=adapter.device, cost=cost, steps=int(steps if steps is not None else rc.steps),
+        batch_size=pool_b, target_batch_size=target_b, match_examples=match, train_batch_size=int(rc.batch_size),
+        make_optimizer=lambda params, ocfg=None: make_optimizer(params, ocfg or rc.optimizer),
+        log=log or (lambda step, d: None), warn=warn or (lambda msg: None), cache=ArtifactCache(cfg.get("cache_dir")),
+    )

@@ -1,0 +1,105 @@
+"""What each method kind does before the shared training loop: a selector selects, a
+synthesizer synthesises, a reweighter sets up its own update step.  Looked up in
+``PREPARE`` by kind, so the job has no per-method branches.
+
+Every kind hands the loop a ``step_fn(step) -> stats`` whose real update trains on the
+same number of examples per step as every other method when ``runner.match_examples``
+is on (see ``train_batch_sizes``).
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Callable
+
+import torch
+
+from selbench.core.data import Split
+from selbench.core.errors import ConfigError
+from selbench.core.sampling import CyclicSampler
+from selbench.methods.base import RunContext, Selection, Synthesis, weighted_step
+
+
+@dataclass
+class Prepared:
+    """What a method kind hands the shared loop."""
+
+    step_fn: Callable[[int], dict]
+    pool_weights: Callable[[], torch.Tensor]  # current per-pool-example weights
+    summary: dict
+    artifacts: dict
+    samplers: list = field(default_factory=list)
+    output: dict = field(default_factory=dict)  # the offline phase's result, kept in checkpoints
+
+
+def _fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | None, optimizer):
+    if len(data) == 0:
+        raise ConfigError("the method selected an empty training set")
+    sampler = CyclicSampler(len(data), ctx.generator)
+
+    def step_fn(step: int) -> dict:
+        idx = sampler.next(ctx.batch_size)
+        w = None if weights is None else weights[idx]
+        return {"loss": weighted_step(ctx, optimizer, data.x[idx], data.y[idx], w)}
+
+    return step_fn, sampler
+
+
+def prepare_selector(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
+    if restored:  # resumed run: the selection was made before the interruption
+        sel = Selection(restored["pool_indices"], restored.get("pool_weights"), int(restored["target_repeats"]),
+                        restored.get("scores"))
+    else:
+        with cost.phase("select"):
+            sel = method.select(ctx)
+    idx = sel.pool_indices.long().cpu()
+    parts, weights = [ctx.pool.subset(idx)], []
+    if sel.pool_weights is not None:
+        w = sel.pool_weights.float().cpu()
+        weights.append(w / w.mean().clamp_min(1e-12))  # mean-1 so the step size matches unweighted training
+    else:
+        weights.append(torch.ones(len(idx)))
+    for _ in range(sel.target_repeats):
+        parts.append(ctx.target)
+        weights.append(torch.ones(len(ctx.target)))
+    data = Split.concat(*parts)
+    w_all = torch.cat(weights) if sel.pool_weights is not None else None
+    vec = sel.pool_weight_vector(ctx.n_pool)
+    summary = {"n_selected": len(idx), "effective_budget": len(idx) / max(ctx.n_pool, 1),
+               "target_repeats": sel.target_repeats, "n_train": len(data)}
+    artifacts = {"pool_indices": idx.numpy(), "pool_weights": vec.numpy()}
+    if sel.scores is not None:
+        artifacts["scores"] = sel.scores.float().cpu().numpy()
+    step_fn, sampler = _fixed_set_trainer(ctx, data, w_all, optimizer)
+    output = {"pool_indices": idx, "pool_weights": sel.pool_weights, "target_repeats": sel.target_repeats,
+              "scores": sel.scores}
+    return Prepared(step_fn, lambda: vec, summary, artifacts, [sampler], output)
+
+
+def prepare_reweighter(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
+    method.setup(ctx, optimizer)
+    pool_s, tgt_s = CyclicSampler(ctx.n_pool, ctx.generator), CyclicSampler(len(ctx.target), ctx.generator)
+
+    def step_fn(step: int) -> dict:
+        return method.step(ctx, step, pool_s.next(ctx.batch_size), tgt_s.next(ctx.target_batch_size))
+
+    return Prepared(step_fn, lambda: method.pool_weights(ctx).float().cpu(),
+                    {"n_train": ctx.n_pool + len(ctx.target)}, {}, [pool_s, tgt_s])
+
+
+def prepare_synthesizer(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
+    if restored:
+        syn = Synthesis(Split(restored["x"], restored["y"]), int(restored["storage_bytes"]), restored.get("weights"),
+                        restored.get("info") or {})
+    else:
+        with cost.phase("synthesize"):
+            syn = method.synthesize(ctx)
+    summary = {"n_train": len(syn.data), "storage_bytes": syn.storage_bytes, **syn.info}
+    step_fn, sampler = _fixed_set_trainer(ctx, syn.data, syn.weights, optimizer)
+    output = {"x": syn.data.x, "y": syn.data.y, "storage_bytes": syn.storage_bytes, "weights": syn.weights,
+              "info": syn.info}
+    return Prepared(step_fn, lambda: torch.zeros(0), summary, {}, [sampler], output)
+
+
+PREPARE = {"selector": prepare_selector, "reweighter": prepare_reweighter, "synthesizer": prepare_synthesizer}
+
+
