@@ -5,9 +5,10 @@
     python benchmarks/step_cost.py erm bads l2rw --steps 50 --dataset fashion_mnist --model lenet5
     python benchmarks/step_cost.py erm bads --set experiment=bads/denoise --device cuda
 
-Equal work per step: a reweighter gets a pool batch of ``--batch`` and a target batch
-of ``--target-batch``; a selector (erm = Mixing, …) gets one batch of
-``--batch + --target-batch`` examples of its training set.  Every method is built by
+Equal work per step: every method runs under ``runner.match_examples=true``, so its real
+update trains on ``--batch`` examples per step (a reweighter that also trains on the target
+batch gets pool + target = ``--batch``, in the ratio ``--batch`` : ``--target-batch``); the
+meta-steps' extra passes show in the forward / backward columns.  Every method is built by
 the real selbench pieces (the Hydra config, the runner's scenario / adapter / optimiser,
 the registry, the job's per-kind preparation), so any registered method works, and
 each runs in its own subprocess so memory figures do not leak from one to the next.
@@ -27,7 +28,6 @@ import os
 import statistics
 import subprocess
 import sys
-import threading
 import time
 
 DEFAULT_OTHERS = ("l2rw", "mwnet", "blo")
@@ -41,8 +41,8 @@ def _parse():
     ap.add_argument("--scenario", default="sym_noise")
     ap.add_argument("--pool", type=int, default=5000, help="pool size")
     ap.add_argument("--target-per-class", type=int, default=20)
-    ap.add_argument("--batch", type=int, default=128, help="pool batch of a reweighter")
-    ap.add_argument("--target-batch", type=int, default=128, help="target batch of a reweighter")
+    ap.add_argument("--batch", type=int, default=128, help="training examples per step (runner.batch_size)")
+    ap.add_argument("--target-batch", type=int, default=128, help="target batch of a reweighter's meta step")
     ap.add_argument("--steps", type=int, default=30)
     ap.add_argument("--warmup", type=int, default=5)
     ap.add_argument("--device", default="auto")
@@ -53,33 +53,13 @@ def _parse():
     return ap.parse_args()
 
 
-def _overrides(args, method: str, kind: str) -> list[str]:
-    per_step = args.batch + args.target_batch
-    bs = [f"runner.batch_size={args.batch}", f"runner.target_batch_size={args.target_batch}"] if kind == "reweighter" \
-        else [f"runner.batch_size={per_step}", f"runner.target_batch_size={args.target_batch}"]
+def _overrides(args, method: str) -> list[str]:
+    bs = [f"runner.batch_size={args.batch}", f"runner.target_batch_size={args.target_batch}",
+          "runner.match_examples=true"]
     return [f"method={method}", f"dataset={args.dataset}", f"model={args.model}", f"scenario={args.scenario}",
             f"scenario.pool_size={args.pool}", f"scenario.target_per_class={args.target_per_class}",
             "scale=paper", f"runner.steps={args.warmup + args.steps}", f"runner.device={args.device}",
             "progress=false", *bs, *args.set]
-
-
-class _Peak(threading.Thread):
-    def __init__(self):
-        super().__init__(daemon=True)
-        import psutil
-
-        self.proc = psutil.Process()
-        self.peak = self.proc.memory_info().rss
-        self.stop_evt = threading.Event()
-
-    def run(self):
-        while not self.stop_evt.wait(0.005):
-            self.peak = max(self.peak, self.proc.memory_info().rss)
-
-    def stop(self) -> int:
-        self.stop_evt.set()
-        self.join()
-        return max(self.peak, self.proc.memory_info().rss)
 
 
 def measure_one(args) -> dict:
@@ -87,19 +67,20 @@ def measure_one(args) -> dict:
     from hydra import compose, initialize_config_dir
     from omegaconf import OmegaConf
 
-    from selbench.methods.base import RunContext
+    from selbench.core.cost import CostTracker, RssSampler
     from selbench.methods.registry import get_method
-    from selbench.core.cost import CostTracker
-    from selbench.runners.run.job import PREPARE, resolve_device, seed_everything
-    from selbench.runners.tasks import task_module
+    from selbench.runners.run.context import make_context
+    from selbench.runners.run.job import resolve_device, seed_everything
     from selbench.runners.run.loop import make_optimizer
+    from selbench.runners.run.prepare import PREPARE
     from selbench.runners.run.validate import CONF_DIR
+    from selbench.runners.tasks import task_module
 
     if args.threads:
         torch.set_num_threads(args.threads)
     entry = get_method(args.one)
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=_overrides(args, args.one, entry.cls.kind))
+        cfg = compose(config_name="config", overrides=_overrides(args, args.one))
     seed_everything(int(cfg.seed), bool(cfg.runner.get("deterministic", True)))
     device = resolve_device(str(cfg.runner.device))
     runner = task_module(cfg.runner.name)
@@ -108,13 +89,8 @@ def measure_one(args) -> dict:
     adapter = runner.build_adapter(cfg, scenario, cost, device)
     rc = cfg.runner
     steps = args.warmup + args.steps
-    optimizer = make_optimizer(adapter.model.parameters(), rc.optimizer)
-    ctx = RunContext(
-        pool=scenario.pool, target=scenario.target, num_classes=scenario.num_classes, modality=scenario.modality,
-        adapter=adapter, budget=float(cfg.budget.fraction), seed=int(cfg.seed),
-        generator=torch.Generator().manual_seed(int(cfg.seed)), device=device, cost=cost, steps=steps,
-        batch_size=int(rc.batch_size), target_batch_size=int(rc.target_batch_size),
-        make_optimizer=lambda params, ocfg=None: make_optimizer(params, ocfg or rc.optimizer))
+    optimizer = make_optimizer([p for p in adapter.model.parameters() if p.requires_grad], rc.optimizer)
+    ctx = make_context(cfg, scenario, adapter, cost, method_cls=entry.cls, steps=steps)
     method = entry.cls(OmegaConf.to_object(cfg.method))
     prepared = PREPARE[entry.cls.kind](method, ctx, optimizer, cost)  # offline phase (selectors) happens here
 
@@ -124,13 +100,13 @@ def measure_one(args) -> dict:
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
         cuda_before = torch.cuda.memory_allocated(device)
-    sampler = _Peak()
+    sampler = RssSampler(interval=0.005)
     rss_before = sampler.peak
     sampler.start()
-    times, fwd0, bwd0 = [], cost.forward, cost.backward
+    times, fwd0, bwd0, tr0 = [], cost.forward, cost.backward, cost.train
     for step in range(1, steps + 1):
         if step == args.warmup + 1:
-            fwd0, bwd0 = cost.forward, cost.backward
+            fwd0, bwd0, tr0 = cost.forward, cost.backward, cost.train
         sync()
         t0 = time.perf_counter()
         prepared.step_fn(step)
@@ -140,7 +116,7 @@ def measure_one(args) -> dict:
     rss_peak = sampler.stop()
     out = {
         "method": entry.name, "kind": entry.cls.kind, "device": str(device),
-        "examples_per_step": (ctx.batch_size + ctx.target_batch_size) if entry.cls.kind == "reweighter" else ctx.batch_size,
+        "examples_per_step": (cost.train - tr0) / args.steps,
         "ms_per_step": 1e3 * statistics.median(times), "ms_per_step_mean": 1e3 * statistics.fmean(times),
         "rss_delta_mb": (rss_peak - rss_before) / 2**20, "rss_peak_mb": rss_peak / 2**20,
         "forward_per_step": (cost.forward - fwd0) / args.steps, "backward_per_step": (cost.backward - bwd0) / args.steps,

@@ -14,7 +14,7 @@ import psutil
 import torch
 
 
-class _RssSampler(threading.Thread):
+class RssSampler(threading.Thread):
     """Samples this process's RSS every ``interval`` s; the max is the phase's peak."""
 
     def __init__(self, interval: float = 0.02):
@@ -58,7 +58,7 @@ class CostTracker:
 
     @contextmanager
     def phase(self, name: str):
-        sampler = _RssSampler()
+        sampler = RssSampler()
         start_rss = sampler.peak
         sampler.start()
         cuda = self.device.type == "cuda"

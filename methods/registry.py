@@ -12,6 +12,7 @@ import dataclasses
 import importlib
 import os
 import pkgutil
+import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
@@ -57,7 +58,8 @@ def unregister_method(name: str) -> None:
 def get_method(name: str) -> Entry:
     load_builtin_methods()
     if name not in _REGISTRY:
-        raise ConfigError(f"unknown method {name!r} (choose from: {', '.join(sorted(_REGISTRY))})")
+        broken = "".join(f"; {m} failed to import: {why}" for m, why in BROKEN.items())
+        raise ConfigError(f"unknown method {name!r} (choose from: {', '.join(sorted(_REGISTRY))}){broken}")
     return _REGISTRY[name]
 
 
@@ -67,6 +69,8 @@ def registered() -> dict[str, Entry]:
 
 
 _loaded = False
+#: method modules that failed to import → the reason (named in the unknown-method error)
+BROKEN: dict[str, str] = {}
 
 
 def load_builtin_methods() -> None:
@@ -77,10 +81,14 @@ def load_builtin_methods() -> None:
     _loaded = True
     import selbench.methods as pkg
 
-    for mod in pkgutil.iter_modules(pkg.__path__):
-        if not mod.name.startswith("_") and mod.name not in ("base", "registry"):
-            importlib.import_module(f"selbench.methods.{mod.name}")
-    plugins = [ep.value for ep in entry_points(group="selbench.plugins")]
-    plugins += [m for m in os.environ.get("SELBENCH_PLUGINS", "").split(",") if m.strip()]
-    for modname in plugins:
-        importlib.import_module(modname.strip())
+    names = [f"selbench.methods.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
+             if not m.name.startswith("_") and m.name not in ("base", "registry")]
+    names += [ep.value for ep in entry_points(group="selbench.plugins")]
+    names += [m.strip() for m in os.environ.get("SELBENCH_PLUGINS", "").split(",") if m.strip()]
+    for modname in names:
+        try:
+            importlib.import_module(modname)
+        except Exception as e:  # noqa: BLE001 - one broken module must not take the others (or --help) down
+            BROKEN[modname] = f"{type(e).__name__}: {e}".splitlines()[0]
+            print(f"selbench: warning: method module {modname} failed to import ({BROKEN[modname]}); "
+                  f"its methods are unavailable", file=sys.stderr)

@@ -280,7 +280,8 @@ def test_every_language_method_runs_on_text(tmp_path, method):
     for k in ("test_accuracy", "test_nll", "test_perplexity", "test_loss", "test_exact_match"):
         assert math.isfinite(m[k]), k
     assert rec["scenario_info"]["modality"] == "language" and rec["cost"]["forward_examples"] > 0
-    assert "domain_weight_share" in rec["selection"]["quality"]
+    shares = rec["selection"]["quality"]["domain_weight_share"]
+    assert set(shares) and set(shares) <= set(rec["scenario_info"]["domains"])  # named, not numbered
 
 
 def _lm_run(tmp_path, *extra):

@@ -85,7 +85,8 @@ def test_selection_quality_scores_every_boolean_ground_truth():
              "in_target_domain": torch.tensor([True, False, True, False]),
              "is_duplicate": torch.tensor([False, False, True, True]),
              "domain": torch.tensor([0, 0, 1, 1])}
-    q = selection_quality(w, truth)
+    q = selection_quality(w, truth, domain_names=["chatterbot", "wordnet"])
     assert q["auc_clean_vs_corrupted"] == 1.0 and q["auc_duplicate"] == 0.0 and q["auc_in_target_domain"] == 0.5
     assert q["in_target_domain_weight_share"] == 0.5 and q["duplicate_weight_share"] == 0.0
-    assert q["domain_weight_share"] == {0: 1.0, 1: 0.0}
+    # domains are named, so a reader sees which source got the weight
+    assert q["domain_weight_share"] == {"chatterbot": 1.0, "wordnet": 0.0}

@@ -60,8 +60,8 @@ def _app(cfg: DictConfig) -> float | None:
     m = record["metrics"]
     print(f"selbench: {record['method']} seed={record['seed']}: test accuracy {m['test_accuracy']:.4f} "
           f"-> {record['run_dir']}", file=sys.stderr)
-    objective = str(cfg.get("objective", "test_accuracy"))
-    return float(m[objective]) if objective in m else None
+    value = (record.get("objective") or {}).get("value")
+    return float(value) if value is not None else None
 
 
 _NO_VALIDATE_FLAGS = ("help", "hydra_help", "info", "shell_completion", "cfg")

@@ -100,6 +100,7 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
         "scale": cfg.scale.get("name"), "experiment": cfg.get("experiment_name"),
         "scenario_info": scenario.describe(), "config": config,
         "versions": rec.versions(), "git": rec.git_revision(), "host": rec.host(),
+        "runtime": {"device": str(device), "threads": torch.get_num_threads()},
         "hydra_output_dir": _hydra_output_dir(),
     }
     artifacts: dict = {}
@@ -132,6 +133,13 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
         (run_dir / ckpt.CHECKPOINT).unlink(missing_ok=True)
     logger.finish(record)
     return record
+
+
+def objective_of(cfg: DictConfig, metrics: dict) -> dict:
+    """The metric a sweeper optimises, the split it comes from and its value (``validate`` has
+    already refused an objective on the test split)."""
+    name = str(cfg.get("objective") or "val_accuracy")
+    return {"metric": name, "split": name.split("_", 1)[0], "value": metrics.get(name)}
 
 
 class Warnings(list):
@@ -179,6 +187,9 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
                        warn=warnings.append)
     ck_path = run_dir / ckpt.CHECKPOINT
     state = ckpt.load(ck_path) if cfg.get("resume", True) and ck_path.exists() else None
+    if state is not None and state.get("device", str(device)) != str(device):
+        raise DataError(f"checkpoint {ck_path} was written on {state['device']} but this run is on {device}: "
+                        f"resuming across devices would not reproduce the run (delete it to restart)")
     prepared = PREPARE[entry.cls.kind](method, ctx, optimizer, cost, restored=state["output"] if state else None)
     artifacts.update(prepared.artifacts)
     curve: list[dict] = []
@@ -199,7 +210,7 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
 
     def on_checkpoint(step: int) -> None:
         ckpt.save(ck_path, {
-            "step": step, "model": adapter.model.state_dict(), "optimizer": optimizer.state_dict(),
+            "step": step, "device": str(device), "model": adapter.model.state_dict(), "optimizer": optimizer.state_dict(),
             "schedule": schedule.state_dict() if schedule is not None else None,
             "method": method.state_dict(), "samplers": [smp.state_dict() for smp in prepared.samplers],
             "output": prepared.output, "cost": cost.state_dict(), "curve": curve, "rng": ckpt.rng_state(g),
@@ -213,11 +224,20 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
 
     track_weights = entry.cls.kind == "reweighter"
 
+    val = getattr(scenario, "val", None)
+
+    def evaluate() -> dict:
+        """``test_*`` (the final number only) and ``val_*`` (what objectives and tuning read)."""
+        out = {f"test_{k}": v for k, v in adapter.evaluate(scenario.test).items()}
+        if val is not None and len(val):
+            out.update({f"val_{k}": v for k, v in adapter.evaluate(val).items()})
+        return out
+
     def on_eval(step, extra):
-        m = adapter.evaluate(scenario.test)
-        point = {"step": step, **extra, **{f"test_{k}": v for k, v in m.items() if k != "per_class_accuracy"}}
+        m = evaluate()
+        point = {"step": step, **extra, **{k: v for k, v in m.items() if not k.endswith("per_class_accuracy")}}
         if track_weights:
-            q = selection_quality(prepared.pool_weights(), scenario.truth)
+            q = selection_quality(prepared.pool_weights(), scenario.truth, domain_names=scenario.class_names)
             point.update({f"sel_{k}": v for k, v in q.items() if isinstance(v, (int, float)) or v is None})
             if "domain_weight_share" in q:
                 point["sel_domain_weight_share"] = q["domain_weight_share"]
@@ -230,15 +250,16 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
               checkpoint_every=int(rc.get("checkpoint_every") or 0), on_checkpoint=on_checkpoint)
 
     with cost.phase("eval"):
-        final = adapter.evaluate(scenario.test)
+        final = evaluate()
         weights = prepared.pool_weights()
     summary = dict(prepared.summary)
     if track_weights:
         artifacts["pool_weights"] = weights.numpy()
         summary["effective_budget"] = method.effective_budget(ctx)
-    quality = selection_quality(weights, scenario.truth) if len(weights) == len(scenario.pool) else {}
+    quality = selection_quality(weights, scenario.truth, domain_names=scenario.class_names) if len(weights) == len(scenario.pool) else {}
     return {
-        "metrics": {"test_" + k: v for k, v in final.items()},
+        "metrics": final,
+        "objective": objective_of(cfg, final),
         "curve": curve,
         "steps": steps,
         "resumed_from_step": start or None,

@@ -30,6 +30,10 @@ def _range(name: str, value, lo, hi, lo_open=False, hi_open=False):
 
 def check_config(cfg: DictConfig) -> None:
     _range("budget.fraction", cfg.budget.fraction, 0, 1, lo_open=True)
+    objective = str(cfg.get("objective") or "")
+    if not objective.startswith("val_"):
+        raise ConfigError(f"objective={objective!r} must be a validation metric (val_accuracy, val_loss, …): "
+                          f"the test set is only for the final number, never for tuning")
     if not isinstance(cfg.seed, int) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
     for key in ("steps", "batch_size", "target_batch_size", "eval_every"):
@@ -110,6 +114,7 @@ def validate_overrides(overrides: list[str], config_name: str = "config") -> int
 
     variants = expand_sweep(overrides)
     results_dirs = set()
+    scenarios: dict[str, DictConfig] = {}
     with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
         for variant in variants:
             try:
@@ -118,9 +123,25 @@ def validate_overrides(overrides: list[str], config_name: str = "config") -> int
                 raise ConfigError(_one_line(e)) from None
             check_config(cfg)
             results_dirs.add(str(cfg.results_dir))
+            scenarios.setdefault(_scenario_key(cfg), cfg)
     for d in sorted(results_dirs):
         check_writable(Path(d))
+    for cfg in scenarios.values():
+        check_scenario(cfg)
     return len(variants)
+
+
+def _scenario_key(cfg: DictConfig) -> str:
+    parts = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("dataset", "scenario", "scale")}
+    parts["runner"], parts["tokenizer"] = cfg.runner.name, OmegaConf.to_container(cfg.model, resolve=True).get("tokenizer")
+    return repr(sorted(parts.items()))
+
+
+def check_scenario(cfg: DictConfig) -> None:
+    """Build the scenario once, so a bad scenario value (or missing data) fails the whole
+    sweep before launch instead of every job after it (a scenario is seconds to build;
+    the jobs rebuild it with their own seeds)."""
+    task_module(cfg.runner.name).build_scenario(cfg, int(cfg.seed))
 
 
 def check_writable(path: Path) -> None:

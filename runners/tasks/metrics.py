@@ -45,8 +45,13 @@ def auc(scores: Tensor, positive: Tensor) -> float | None:
     return float(u / (n_pos * n_neg))
 
 
-def selection_quality(weights: Tensor, truth: dict[str, Tensor], bins: int = 20) -> dict:
-    """Metrics of per-pool-example weights ``w ≥ 0`` (a selection is a 0/1 weight)."""
+def selection_quality(weights: Tensor, truth: dict[str, Tensor], bins: int = 20,
+                      domain_names: list[str] | None = None) -> dict:
+    """Metrics of per-pool-example weights ``w ≥ 0`` (a selection is a 0/1 weight).
+
+    ``domain_weight_share`` is keyed by domain name (``domain_names[d]``; the number only
+    when the scenario names none), so a reader sees *which* source a method up-weighted.
+    """
     w = weights.detach().double().cpu().flatten()
     total = float(w.sum())
     out: dict = {
@@ -87,6 +92,8 @@ def selection_quality(weights: Tensor, truth: dict[str, Tensor], bins: int = 20)
 
     domain = truth.get("domain")
     if domain is not None and len(domain) == len(w):
-        out["domain_weight_share"] = {int(d): float(w[domain == d].sum() / total) if total > 0 else None
-                                      for d in torch.unique(domain)}
+        names = domain_names or []
+        out["domain_weight_share"] = {
+            (names[int(d)] if int(d) < len(names) else str(int(d))): float(w[domain == d].sum() / total) if total > 0 else None
+            for d in torch.unique(domain)}
     return out
