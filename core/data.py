@@ -41,7 +41,13 @@ class Split:
 
 @dataclass
 class Scenario:
-    """A selection problem: the pool to choose from, a small clean target set, a test set.
+    """A selection problem: the pool to choose from, a small clean target set, a test set,
+    and optionally a clean validation set.
+
+    ``val`` is disjoint from ``target``, ``pool`` and ``test`` and never touched by the
+    scenario's corruptions.  It is the split for tuning (sweep objectives, method
+    defaults); the test set is only ever reported, never used for tuning.  ``None`` when
+    the scenario asks for no validation split (``val_per_class: 0`` / ``val_fraction: 0``).
 
     ``truth`` holds per-pool-example ground truth (``is_clean``, ``true_label``,
     ``is_minority``, ``domain`` …).  Methods never receive it; only the runner's
@@ -53,6 +59,8 @@ class Scenario:
     target: Split
     test: Split
     num_classes: int
+    #: clean validation split (disjoint from target / pool / test); None = none requested
+    val: Split | None = None
     modality: str = "vision"
     class_names: list[str] = field(default_factory=list)
     truth: dict[str, Tensor] = field(default_factory=dict)
@@ -67,6 +75,7 @@ class Scenario:
             "n_pool": len(self.pool),
             "n_target": len(self.target),
             "n_test": len(self.test),
+            "n_val": len(self.val) if self.val is not None else 0,
             "num_classes": self.num_classes,
         }
         if "is_clean" in self.truth:

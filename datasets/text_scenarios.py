@@ -18,6 +18,20 @@ instruction pair, the context of a continuation task, right padding).
   continuation tasks on held-out documents of ``target_tasks`` — a context and the
   loss of the correct ``cont_tokens``-token continuation (plus multiple choice).
 
+Validation split (``Scenario.val``, a ``TextSplit`` shaped like test): ``val_fraction``
+of every domain's documents (``group``) are held out *beside* the test documents — from
+the same per-domain shuffle (seeded by ``split_seed``), right after the test documents,
+so the test documents are the same whatever ``val_fraction`` is, and always at least one
+document per domain stays for training.  Val documents are never in pool, target or
+test.  Val is then built from them exactly as test is built from the test documents:
+``domain_mixture`` takes ``val_size`` examples of ``target_domain``;
+``instruction_mixture`` ``val_per_domain`` of each target domain (with multiple-choice
+variants when ``choices`` > 1); ``pretrain_selection`` ``val_per_task`` continuation tasks
+of each target task.  It is fixed by ``split_seed`` (the same across run seeds, like
+test) and capped by the scale's ``max_test``.  ``val_fraction: 0`` (or absent) gives
+``val=None``.  **The test set is never used for tuning**: objectives, sweeps and method
+defaults read ``val``; ``test`` is only reported.
+
 Corruptions (pool only; ground truth in ``truth``):
 
 - ``noise: {kind: shuffle, rate}``: the loss-bearing tokens of ``rate`` of the pool
@@ -148,23 +162,31 @@ def _encode_records(records: list[TextRecord], tok: TextTokenizer, seq_len: int,
     return out, stats
 
 
-def _split_groups(records: list[TextRecord], heldout_fraction: float, seed: int) -> set[str]:
-    """Held-out documents (by ``group``), a fixed fraction of every domain's groups."""
+def _split_groups(records: list[TextRecord], heldout_fraction: float, seed: int,
+                  val_fraction: float = 0.0) -> tuple[set[str], set[str]]:
+    """Held-out documents (by ``group``): a fixed fraction of every domain's groups for
+    test, and the next ``val_fraction`` of them for validation (at least one group of a
+    domain always stays for training).  Returns (test groups, val groups), disjoint."""
     if not 0 < heldout_fraction < 1:
         raise ConfigError(f"scenario.heldout_fraction={heldout_fraction} must be in (0, 1)")
+    if not 0 <= val_fraction < 1 or heldout_fraction + val_fraction >= 1:
+        raise ConfigError(f"scenario.val_fraction={val_fraction} must be in [0, 1 - heldout_fraction)")
     by_dom: dict[str, list[str]] = {}
     for r in records:
         lst = by_dom.setdefault(r.domain, [])
         if not lst or lst[-1] != r.group:
             lst.append(r.group)
     rng = random.Random(seed)
-    held = set()
+    held, val = set(), set()
     for d in sorted(by_dom):
         groups = sorted(set(by_dom[d]))
         rng.shuffle(groups)
         k = max(1, int(round(heldout_fraction * len(groups)))) if len(groups) > 1 else 0
         held.update(groups[:k])
-    return held
+        if val_fraction > 0:
+            kv = min(max(1, int(round(val_fraction * len(groups)))), len(groups) - k - 1)
+            val.update(groups[k:k + max(kv, 0)])
+    return held, val - held
 
 
 def _take(items: list, k: int, rng: random.Random) -> tuple[list, list]:
@@ -278,18 +300,21 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
                    for r in records]
         is_pairs = False
     split_seed = int(sc.get("split_seed", 0))
-    held = _split_groups(records, float(sc.get("heldout_fraction", 0.2)), split_seed)
+    val_fraction = float(sc.get("val_fraction") or 0)
+    held, val_groups = _split_groups(records, float(sc.get("heldout_fraction", 0.2)), split_seed, val_fraction)
     per_rec, stats = _encode_records(records, tok, seq_len, overlong, int(sc.get("min_tokens", 16)),
                               bool(sc.get("cache", True)))
-    train_ex = [e for r, ex in zip(records, per_rec) if r.group not in held for e in ex]
+    train_ex = [e for r, ex in zip(records, per_rec) if r.group not in held and r.group not in val_groups for e in ex]
     held_ex = [e for r, ex in zip(records, per_rec) if r.group in held for e in ex]
+    val_ex = [e for r, ex in zip(records, per_rec) if r.group in val_groups for e in ex]
     domains = sorted({r.domain for r in records})
-    rng, split_rng = random.Random(seed), random.Random(split_seed)
+    # val has its own stream so that drawing it leaves the test draw (split_rng) untouched
+    rng, split_rng, val_rng = random.Random(seed), random.Random(split_seed), random.Random(f"val/{split_seed}")
     n_choices = int(sc.get("choices", 0) or 0)
 
     pool_size = sc.get("pool_size")
-    if max_pool is not None:
-        pool_size = int(max_pool) if pool_size is None else min(int(pool_size), int(max_pool))
+    if max_pool is not None and pool_size is not None:
+        pool_size = min(int(pool_size), int(max_pool))  # pool_size=null: _draw_pool caps "everything" at max_pool
 
     if kind == "domain_mixture":
         tdom = str(sc.get("target_domain"))
@@ -304,9 +329,11 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
                               f"domain {tdom!r})")
         target, cand_t = _take(cand_t, k, rng)
         cand_o = [e for e in train_ex if e.domain != tdom]
-        pool = _draw_pool(cand_t, cand_o, pool_size, sc.get("target_share"), rng)
+        pool = _draw_pool(cand_t, cand_o, pool_size, sc.get("target_share"), rng, max_pool)
         test_items = [e for e in held_ex if e.domain == tdom]
         test_cap = sc.get("test_size")
+        val_items = [e for e in val_ex if e.domain == tdom]
+        val_cap = sc.get("val_size")
     elif kind == "instruction_mixture":
         target_domains = [str(d) for d in (sc.get("target_domains") or domains)]
         bad = [d for d in target_domains if d not in domains]
@@ -319,9 +346,11 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
                 t, ex = _take(ex, int(sc.get("target_per_domain", 16)), rng)
                 target += t
             rest += ex
-        pool = _draw_pool([], rest, pool_size, None, rng)
+        pool = _draw_pool([], rest, pool_size, None, rng, max_pool)
         test_items = _per_domain(held_ex, target_domains, sc.get("test_per_domain"), split_rng)
         test_cap = None
+        val_items = _per_domain(val_ex, target_domains, sc.get("val_per_domain"), val_rng)
+        val_cap = None
     else:  # pretrain_selection
         target_domains = [str(d) for d in (sc.get("target_tasks") or domains)]
         bad = [d for d in target_domains if d not in domains]
@@ -330,7 +359,7 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
         cont = int(sc.get("cont_tokens", 8))
         if not 1 <= cont < seq_len:
             raise ConfigError(f"scenario.cont_tokens={cont} must be in [1, seq_len)")
-        pool = _draw_pool([], train_ex, pool_size, None, rng)
+        pool = _draw_pool([], train_ex, pool_size, None, rng, max_pool)
         tasks = [Example(e.ids, len(e.ids) - 1 - cont, e.domain, e.group) for e in held_ex
                  if e.domain in target_domains and len(e.ids) - 1 > cont]
         split_rng.shuffle(tasks)
@@ -344,6 +373,12 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
             target += ex[:k]
             test_items += ex[k:k + int(sc.get("test_per_task") or len(ex))]
         test_cap = None
+        val_tasks = [Example(e.ids, len(e.ids) - 1 - cont, e.domain, e.group) for e in val_ex
+                     if e.domain in target_domains and len(e.ids) - 1 > cont]
+        val_rng.shuffle(val_tasks)
+        per = sc.get("val_per_task")
+        val_items = [e for d in target_domains for e in [t for t in val_tasks if t.domain == d][:int(per) if per else None]]
+        val_cap = None
 
     if not target:
         raise ConfigError("the target set is empty (raise scenario.target_size / target_per_domain)")
@@ -355,6 +390,12 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
     split_rng.shuffle(test_items)
     cap = min(int(test_cap) if test_cap else len(test_items), int(max_test) if max_test else len(test_items))
     test_items = test_items[:cap]
+    if val_fraction > 0 and not val_items:
+        raise ConfigError(f"the validation set is empty: the target domain(s) have no validation documents at "
+                          f"scenario.val_fraction={val_fraction} (raise it, or set it to 0 for no validation split)")
+    val_rng.shuffle(val_items)
+    vcap = min(int(val_cap) if val_cap else len(val_items), int(max_test) if max_test else len(val_items))
+    val_items = val_items[:vcap]
 
     pool, noisy, is_dup = _corrupt(pool, sc.get("noise"), sc.get("duplication"), tok, seq_len, is_pairs, rng)
 
@@ -362,6 +403,7 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
     tok.fit([e.ids for e in pool + target])
     remap = (lambda e: Example(tok.remap(torch.tensor(e.ids)).tolist(), e.n_masked, e.domain, e.group, e.prompt_len))
     pool, target, test_items = [remap(e) for e in pool], [remap(e) for e in target], [remap(e) for e in test_items]
+    val_items = [remap(e) for e in val_items]
 
     dom_id = {d: i for i, d in enumerate(domains)}
     dtensor = (lambda ex: torch.tensor([dom_id[e.domain] for e in ex], dtype=torch.long))
@@ -370,6 +412,11 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
     cx, cy, ans = _choices(test_items, n_choices, seq_len, split_rng, tok.pad_id)
     test_split = TextSplit(*_pad_rows(test_items, seq_len, tok.pad_id), domain=dtensor(test_items),
                            choice_x=cx, choice_y=cy, answer=ans)
+    val_split = None
+    if val_items:
+        vx, vy, vans = _choices(val_items, n_choices, seq_len, val_rng, tok.pad_id)
+        val_split = TextSplit(*_pad_rows(val_items, seq_len, tok.pad_id), domain=dtensor(val_items),
+                              choice_x=vx, choice_y=vy, answer=vans)
 
     train_y = torch.cat([pool_split.y, target_split.y])
     uni = unigram_nll(train_y, test_split.y, tok.vocab_size)
@@ -383,11 +430,12 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
         "test_unigram_nll": uni, "test_unigram_perplexity": math.exp(uni) if uni == uni else None,
         "pairs_truncated": stats["truncated"], "pairs_dropped": stats["dropped"],
         "test_choices": n_choices if cx is not None else 0,
+        "val_target_tokens": int((val_split.y != IGNORE).sum()) if val_split is not None else 0,
     }
     if tok.unk_id is not None:
         info["pool_unk_fraction"] = float((pool_split.y == tok.unk_id).sum() / max(info["pool_target_tokens"], 1))
     scenario = Scenario(
-        name=str(sc.get("name", kind)), pool=pool_split, target=target_split, test=test_split,
+        name=str(sc.get("name", kind)), pool=pool_split, target=target_split, test=test_split, val=val_split,
         num_classes=tok.vocab_size, modality="language", class_names=domains,
         truth={"is_clean": ~torch.tensor(noisy, dtype=torch.bool), "domain": pool_dom,
                "in_target_domain": torch.isin(pool_dom, torch.tensor([dom_id[d] for d in target_domains])),
@@ -397,8 +445,12 @@ def build_text_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[st
     return scenario
 
 
-def _draw_pool(cand_t: list, cand_o: list, pool_size, target_share, rng: random.Random) -> list:
+def _draw_pool(cand_t: list, cand_o: list, pool_size, target_share, rng: random.Random,
+               cap: int | None = None) -> list:
+    """``pool_size`` examples (null = every candidate, at most ``cap``: the scale's max_pool)."""
     everything = cand_t + cand_o
+    if pool_size is None and cap is not None:
+        pool_size = min(int(cap), len(everything))
     n = len(everything) if pool_size is None else int(pool_size)
     if n <= 0:
         raise ConfigError(f"scenario.pool_size={pool_size} must be positive")
