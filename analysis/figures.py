@@ -18,7 +18,7 @@ import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
 
 from selbench.analysis.records import Runs  # noqa: E402
-from selbench.analysis.tables import is_percent, scale  # noqa: E402
+from selbench.analysis.tables import NA, budget_use, is_percent, scale, with_budget_group  # noqa: E402
 
 DPI = 110
 MARKERS = "os^Dvp*"
@@ -69,24 +69,48 @@ def _label_panel(ax, xlabel: str, ylabel: str, title: str) -> None:
     _legend_outside(ax)
 
 
+def _budget_groups(df: pd.DataFrame) -> pd.DataFrame:
+    return with_budget_group(df) if len(df) else df
+
+
+def _budget_tag(b) -> str:
+    """How a plot labels a run's budget group ("—" for a method that ignores the budget)."""
+    return NA if pd.isna(b) else f"{b:g}"
+
+
 def plot_accuracy_vs_budget(runs: Runs, path, metric: str = "test_accuracy") -> str | None:
-    ok = runs.ok
-    if ok.empty or ok.groupby("setting")["budget"].nunique().max() < 2:
+    """Metric vs the fraction of the pool used: hard methods at β, soft methods at their effective
+    fraction (x error bar: its std over seeds), methods that ignore β as a horizontal band."""
+    ok = _budget_groups(runs.ok)
+    if ok.empty or ok.groupby("setting")["budget_group"].nunique().max() < 2:
         return None
-    settings = [s for s, g in ok.groupby("setting") if g["budget"].nunique() > 1]
+    settings = [s for s, g in ok.groupby("setting") if g["budget_group"].nunique() > 1]
     fig, axes = _grid(len(settings), 6.0, 3.4, max_cols=2)
     colors = _colors(ok["method_label"].unique())
     for ax, s in zip(axes, settings):
         g = ok[ok["setting"] == s]
+        ticks = sorted(g["budget_group"].dropna().unique())
         for m, gm in g.groupby("method_label"):
-            st = (gm[metric] * scale(metric)).groupby(gm["budget"]).agg(["mean", "std"]).sort_index()
-            ax.errorbar(st.index, st["mean"], yerr=st["std"].fillna(0), marker="o", capsize=3, label=m,
-                        color=colors[m])
+            use = budget_use(gm["budget_use"].dropna().iloc[0]) if gm["budget_use"].notna().any() else "hard"
+            y = gm[metric] * scale(metric)
+            if use == "none":
+                mu, sd = float(y.mean()), float(y.std()) if len(y) > 1 else 0.0
+                ax.axhline(mu, color=colors[m], ls="--", lw=1.2, label=f"{m} (ignores budget)")
+                ax.axhspan(mu - sd, mu + sd, color=colors[m], alpha=0.1)
+                continue
+            x = pd.to_numeric(gm["sel.effective_budget"], errors="coerce") if use == "soft" and \
+                "sel.effective_budget" in gm else pd.Series(np.nan, index=gm.index)
+            x = x.fillna(gm["budget_group"]) if use == "soft" else gm["budget_group"]
+            st = pd.DataFrame({"x": x, "y": y}).groupby(gm["budget_group"]).agg(
+                x=("x", "mean"), xs=("x", "std"), m=("y", "mean"), s=("y", "std")).sort_values("x")
+            st = st[st["x"] > 0]
+            ax.errorbar(st["x"], st["m"], yerr=st["s"].fillna(0), xerr=st["xs"].fillna(0) if use == "soft" else None,
+                        marker="o" if use == "hard" else "D", ls="-" if use == "hard" else ":", capsize=3,
+                        label=m if use == "hard" else f"{m} (at effective fraction)", color=colors[m])
         ax.set_xscale("log")
-        ticks = sorted(g["budget"].unique())
         ax.set_xticks(ticks, [f"{b:g}" for b in ticks])
         ax.minorticks_off()
-        _label_panel(ax, "budget (fraction of pool)", _ylabel(metric), _short(s))
+        _label_panel(ax, "fraction of pool used (budget; soft methods: effective)", _ylabel(metric), _short(s))
     return _save(fig, path)
 
 
@@ -105,19 +129,21 @@ def plot_accuracy_vs_cost(runs: Runs, path, metric: str = "test_accuracy") -> st
     ok = runs.ok.dropna(subset=["cost.method_wall_s", metric]) if not runs.ok.empty else runs.ok
     if ok.empty:
         return None
+    ok = _budget_groups(ok)
     settings = sorted(ok["setting"].unique())
     fig, axes = _grid(len(settings), 6.0, 3.4, max_cols=2)
     colors = _colors(ok["method_label"].unique())
     for ax, s in zip(axes, settings):
         g = ok[ok["setting"] == s]
-        st = g.assign(_m=g[metric] * scale(metric)).groupby(["method_label", "budget"]).agg(
-            m=("_m", "mean"), sd=("_m", "std"), t=("cost.method_wall_s", "mean"), ts=("cost.method_wall_s", "std"))
+        st = g.assign(_m=g[metric] * scale(metric), _b=g["budget_group"].map(_budget_tag)) \
+            .groupby(["method_label", "_b"]).agg(m=("_m", "mean"), sd=("_m", "std"), t=("cost.method_wall_s", "mean"),
+                                                 ts=("cost.method_wall_s", "std"))
         st = st.reset_index()
-        budgets = sorted(st["budget"].unique())
+        budgets = sorted(st["_b"].unique())
         for _, r in st.iterrows():
             ax.errorbar(r.t, r.m, xerr=0 if pd.isna(r.ts) else r.ts, yerr=0 if pd.isna(r.sd) else r.sd,
-                        marker=MARKERS[budgets.index(r.budget) % len(MARKERS)], capsize=3, color=colors[r.method_label],
-                        label=r.method_label if g["budget"].nunique() == 1 else f"{r.method_label} @ {r.budget:g}")
+                        marker=MARKERS[budgets.index(r._b) % len(MARKERS)], capsize=3, color=colors[r.method_label],
+                        label=r.method_label if len(budgets) == 1 or r._b == NA else f"{r.method_label} @ {r._b}")
         front = pareto_front(st["t"].to_numpy(float), st["m"].to_numpy(float))
         ft, fm = st["t"].to_numpy()[front], st["m"].to_numpy()[front]
         ax.step(ft, fm, where="post", color="k", lw=1, ls="--", alpha=0.6)
@@ -131,12 +157,13 @@ def plot_accuracy_vs_cost(runs: Runs, path, metric: str = "test_accuracy") -> st
 def curves_frame(runs: Runs) -> pd.DataFrame:
     """Every eval point of every ok run: one row per (run, step) with the run's labels."""
     rows = []
-    for (_, r), rec in zip(runs.df.iterrows(), runs.records):
+    df = _budget_groups(runs.df)
+    for (_, r), rec in zip(df.iterrows(), runs.records):
         if r["status"] != "ok":
             continue
         for p in rec.get("curve") or []:
             row = {"setting": r["setting"], "method_label": r["method_label"], "budget": r["budget"],
-                   "seed": r["seed"]}
+                   "budget_group": _budget_tag(r["budget_group"]), "seed": r["seed"]}
             for k, v in p.items():
                 if isinstance(v, dict):
                     for d, x in v.items():
@@ -156,11 +183,12 @@ def plot_learning_curves(runs: Runs, path, metric: str = "test_accuracy") -> str
     colors = _colors(cf["method_label"].unique())
     for ax, s in zip(axes, settings):
         g = cf[cf["setting"] == s]
-        multi = g["budget"].nunique() > 1
-        for (m, b), gm in g.groupby(["method_label", "budget"]):
+        budgets = sorted(g["budget_group"].unique())
+        multi = len(budgets) > 1
+        for (m, b), gm in g.groupby(["method_label", "budget_group"]):
             st = (gm[metric] * scale(metric)).groupby(gm["step"]).agg(["mean", "std"]).sort_index()
-            ls = "-" if not multi else ["-", "--", ":", "-."][sorted(g["budget"].unique()).index(b) % 4]
-            ax.plot(st.index, st["mean"], color=colors[m], ls=ls, label=m if not multi else f"{m} @ {b:g}")
+            ls = "-" if not multi else ["-", "--", ":", "-."][budgets.index(b) % 4]
+            ax.plot(st.index, st["mean"], color=colors[m], ls=ls, label=m if not multi or b == NA else f"{m} @ {b}")
             ax.fill_between(st.index, st["mean"] - st["std"].fillna(0), st["mean"] + st["std"].fillna(0),
                             color=colors[m], alpha=0.15)
         _label_panel(ax, "step", _ylabel(metric), _short(s))

@@ -10,6 +10,21 @@ returns a :class:`Runs` holding
 * ``errors`` — ``(path, reason)`` for every record file that could not be read
   (truncated JSON, not a record, …).  Nothing is skipped silently.
 
+Fairness columns (records written before these fields existed load with them empty):
+
+* ``budget_use`` — how the method uses ``budget.fraction``: ``hard`` (keeps exactly β),
+  ``soft`` (β shapes it, it ends at its own fraction), ``none`` (ignores β).  From
+  ``record["budget_use"]``, else ``record["selection"]["budget_use"]``, else — for an older
+  record — the registered method's class attribute (``budget_use_from`` says which:
+  ``record`` / ``registry`` / empty when unknown; the tables treat unknown as ``hard``);
+* ``sel.effective_budget`` — the fraction of the pool the method effectively used;
+* ``compute.<key>`` — ``record["compute"]``: ``match_examples``, ``steps``,
+  ``train_examples`` (examples whose loss entered a real update, in total),
+  ``train_examples_per_step``, ``forward_per_step``, ``backward_per_step``;
+* ``n_warnings`` and ``warnings`` (the list as JSON text);
+* ``objective.<key>`` — ``record["objective"]`` (the metric, split and value a sweep optimises);
+  ``runtime.<key>`` — ``record["runtime"]`` (device, threads).
+
 Two derived labels group runs for the tables:
 
 * ``setting`` — ``<dataset>-<scenario>``, plus the config keys (outside ``method``,
@@ -17,7 +32,10 @@ Two derived labels group runs for the tables:
   ``digits-sym_noise [scenario.noise.rate=0.8]``, so runs that are not repeats of
   one experiment are never averaged together;
 * ``method_label`` — the method name plus the ``method.*`` keys that differ between
-  runs of that method in the same setting (a hyperparameter sweep becomes rows).
+  runs of that method in the same setting (a hyperparameter sweep becomes rows);
+* ``budget_group`` — the budget the tables group and rank a run at: ``budget`` for a
+  method that uses it (hard or soft), empty (NaN, shown "—") for one that ignores it, so
+  ``erm`` swept at β = 0.2 is never shown as "erm at 0.2".
 """
 from __future__ import annotations
 
@@ -31,6 +49,8 @@ import pandas as pd
 
 from selbench.core.records import NON_SEMANTIC_KEYS, RECORD, read_record_file  # noqa: F401 (re-exported)
 
+#: the values of ``record["budget_use"]`` (``selbench.methods.base.BUDGET_USES``)
+BUDGET_USES = ("hard", "soft", "none")
 #: phases that are not the method's own cost (loading data, evaluating the model)
 NON_METHOD_PHASES = ("data", "eval")
 #: config keys that never distinguish settings (bookkeeping, or the sweep axes themselves)
@@ -100,6 +120,20 @@ def record_row(rec: dict, path: Path | None = None) -> dict:
                                    "budget", "scale", "experiment", "status", "reason", "failed_step",
                                    "run_key", "run_dir", "steps")}
     row["record_path"] = str(path) if path is not None else None
+    row["budget_use"], row["budget_use_from"] = budget_use_of(rec)
+    warnings = rec.get("warnings")
+    warnings = [str(w) for w in warnings] if isinstance(warnings, (list, tuple)) else []
+    row["n_warnings"] = len(warnings)
+    row["warnings"] = json.dumps(warnings)
+    for k, v in (rec.get("compute") or {}).items():
+        if not isinstance(v, (list, dict)):
+            row[f"compute.{k}"] = v
+    for part in ("objective", "runtime"):
+        sub = rec.get(part)
+        if isinstance(sub, dict):
+            for k, v in sub.items():
+                if not isinstance(v, (list, dict)):
+                    row[f"{part}.{k}"] = v
     for k, v in (rec.get("metrics") or {}).items():
         if not isinstance(v, (list, dict)):
             row[k] = v
@@ -142,6 +176,29 @@ def record_row(rec: dict, path: Path | None = None) -> dict:
     row["command"] = _command(argv) if argv else None
     row.update(flatten(rec.get("config") or {}, "cfg."))
     return row
+
+
+def budget_use_of(rec: dict) -> tuple[str | None, str | None]:
+    """``(budget_use, where it came from)`` for one record; see the module docstring."""
+    for v in (rec.get("budget_use"), (rec.get("selection") or {}).get("budget_use")):
+        if v in BUDGET_USES:
+            return v, "record"
+    name = rec.get("method")
+    if isinstance(name, str):
+        v = _registered_budget_use(name)
+        if v is not None:
+            return v, "registry"
+    return None, None
+
+
+def _registered_budget_use(name: str) -> str | None:
+    try:  # lazily: reading records needs the methods only when a record is too old to say
+        from selbench.methods.registry import get_method
+
+        v = get_method(name).cls.budget_use
+    except Exception:  # noqa: BLE001 - an unknown or unloadable method: unknown, not an error
+        return None
+    return v if v in BUDGET_USES else None
 
 
 def _command(argv: list[str]) -> str:
@@ -196,6 +253,7 @@ def add_labels(df: pd.DataFrame) -> None:
         if keys:
             df.loc[idx, "setting"] = [
                 f"{name} [" + ", ".join(f"{k[4:]}={_fmt_value(sub.at[i, k])}" for k in keys) + "]" for i in idx]
+    add_budget_group(df)
     df["method_label"] = df["method"].astype(str)
     for (_, m), idx in df.groupby(["setting", "method"]).groups.items():
         sub = df.loc[idx]
@@ -204,3 +262,12 @@ def add_labels(df: pd.DataFrame) -> None:
             df.loc[idx, "method_label"] = [
                 f"{m} (" + ", ".join(f"{k[len('cfg.method.'):]}={_fmt_value(sub.at[i, k])}" for k in keys) + ")"
                 for i in idx]
+
+
+def add_budget_group(df: pd.DataFrame) -> pd.DataFrame:
+    """Add ``budget_group`` (in place; see the module docstring) and return ``df``."""
+    use = df["budget_use"] if "budget_use" in df.columns else pd.Series(None, index=df.index, dtype=object)
+    budget = pd.to_numeric(df["budget"], errors="coerce") if "budget" in df.columns else \
+        pd.Series(float("nan"), index=df.index)
+    df["budget_group"] = budget.where(use.astype(object) != "none", float("nan"))
+    return df

@@ -9,7 +9,7 @@ Reads only the local ``record.json`` files (never wandb).  Writes into ``--out``
 
 * ``runs.csv`` — the tidy DataFrame, one row per run (failed runs included);
 * ``tables/<name>.{md,tex,csv}`` — comparison (long and wide), selection quality,
-  paper vs reproduced, failed runs, unreadable records;
+  paper vs reproduced, failed runs, runs with warnings, unreadable records;
 * ``figures/<name>.png``;
 * ``report.md`` — all of the above with the sweep's command lines and versions.
 
@@ -39,7 +39,8 @@ def build_report(paths, out_dir, metric: str = "test_accuracy", with_figures: bo
     long = tables.comparison(runs.df, metric)
     tabs = {"comparison_wide": tables.comparison_wide(long, metric), "comparison": long,
             "quality": tables.quality(runs.df), "paper_vs_reproduced": tables.paper_vs_reproduced(runs.df, long, metric),
-            "failures": tables.failures(runs.df), "unreadable": tables.corrupt(runs.errors)}
+            "failures": tables.failures(runs.df), "warnings": tables.warnings(runs.df),
+            "unreadable": tables.corrupt(runs.errors)}
     for t in tabs.values():
         t.write(out / "tables")
     figures = figs.render_all(runs, out / "figures", metric) if with_figures else {}
@@ -69,6 +70,12 @@ def _markdown(runs: Runs, tabs: dict, figures: dict, out: Path, paths, metric: s
     if n_failed:
         L += [f"**Failed runs** ({n_failed}; kept out of the means, counted in the `seeds` column):", "",
               tabs["failures"].to_markdown(), ""]
+    n_warned = int((df["n_warnings"] > 0).sum()) if "n_warnings" in df.columns else 0
+    if n_warned:
+        n_w = len(tabs["warnings"].data)
+        L += [f"**Runs with warnings** ({n_warned} run{'s' * (n_warned != 1)}, {n_w} warning{'s' * (n_w != 1)}; "
+              "recorded by the runs themselves, see each run's `record.json`):", "",
+              tabs["warnings"].to_markdown(), ""]
     L += ["## Comparison", "", tabs["comparison_wide"].to_markdown(), "", "### Per setting", "",
           tabs["comparison"].to_markdown(), ""]
     if len(tabs["paper_vs_reproduced"].data):
@@ -123,6 +130,11 @@ def main(argv: list[str] | None = None) -> int:
     failed = runs.failed
     for _, r in failed.iterrows():
         print(f"selbench-report: failed run: {r['method']} seed={r['seed']} ({r['setting']}): {r['reason']}",
+              file=sys.stderr)
+    n_warn = len(res["tables"]["warnings"].data)
+    if n_warn:
+        n_runs = int((runs.df["n_warnings"] > 0).sum())
+        print(f"selbench-report: {n_runs} run(s) recorded {n_warn} warning(s) (listed in {res['report']})",
               file=sys.stderr)
     print(f"selbench-report: {len(runs.df)} runs ({len(failed)} failed, {len(runs.errors)} unreadable) -> {res['report']}",
           file=sys.stderr)

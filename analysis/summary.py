@@ -3,7 +3,6 @@
 Same grouping and numbers as ``selbench-report``'s comparison table, fewer columns."""
 from __future__ import annotations
 
-import math
 import sys
 
 import pandas as pd
@@ -25,27 +24,22 @@ def load_records(paths) -> list[dict]:
     return out
 
 
+#: the comparison table's columns the terminal summary keeps (same text, same numbers)
+SUMMARY_COLUMNS = ("setting", "method", "budget", "seeds", "{metric}", "balanced acc. (%)", "rank", "Δ vs random",
+                   "eff. budget", "examples/step ×erm", "examples ×erm", "time ×erm")
+
+
 def summary_table(records: list[dict], metric: str = "test_accuracy") -> pd.DataFrame:
-    """setting × method × budget: seeds, failed, mean ± std (%, over seeds), Δ vs random, time ×erm."""
-    from selbench.analysis.tables import comparison
+    """setting × method × budget: seeds (+ failed), mean ± std over seeds, rank, Δ vs random, effective
+    budget, training examples per step and in total ×erm, time ×erm — the comparison table's own cells
+    (``selbench.analysis.tables.comparison``: budget "—" and no Δ for methods that ignore the budget,
+    Δ at the effective fraction for soft ones)."""
+    from selbench.analysis.tables import _label, comparison
 
     if not records:
         return pd.DataFrame()
     df = pd.DataFrame([record_row(r, r.get("_record_path")) for r in records])
     add_labels(df)
-    d = comparison(df, metric).data
-
-    def pm(m, s):
-        if m is None or math.isnan(m):
-            return "–"
-        return f"{m:.2f}" if math.isnan(s) else f"{m:.2f} ± {s:.2f}"
-
-    out = pd.DataFrame({
-        "setting": d["setting"], "method": d["method"], "budget": d["budget"], "seeds": d["seeds"],
-        "failed": d["failed"],
-        "acc %": [pm(m, s) for m, s in zip(d[f"{metric}_mean"], d[f"{metric}_std"])],
-        "bal acc %": [pm(m, s) for m, s in zip(d["test_balanced_accuracy_mean"], d["test_balanced_accuracy_std"])],
-        "Δ random": d["delta_vs_random"].map(lambda x: "–" if math.isnan(x) else f"{x:+.2f}"),
-        "time ×erm": d["time_x_erm"].map(lambda x: "–" if math.isnan(x) else f"{x:.2f}"),
-    })
-    return out
+    text = comparison(df, metric).text
+    cols = [c.format(metric=_label(metric)) for c in SUMMARY_COLUMNS]
+    return text[[c for c in cols if c in text.columns]]

@@ -20,7 +20,7 @@ from conftest import REPO, compose_cfg, selbench
 from selbench.analysis.figures import pareto_front
 from selbench.analysis.records import NON_METHOD_PHASES, load_runs
 from selbench.analysis.report import build_report
-from selbench.methods.base import Reweighter
+from selbench.methods.base import Reweighter, Selection, Selector
 from selbench.methods.registry import register_method, unregister_method
 from selbench.runners.run.job import run_job
 
@@ -32,14 +32,17 @@ SCENARIOS = {
     "imbalance": ["scenario=imbalance", "scenario.pool_size=100", "scenario.target_per_class=10",
                   "scenario.imbalance.minority_fraction=0.1"],
 }
-METHODS = ("erm", "random", "lossweight_test")
+METHODS = ("erm", "random", "lossweight_test", "head_test")
 SEEDS = (0, 1, 2)
 
 
 class LossWeight(Reweighter):
     """A small real online reweighter for these tests: each pool example's weight is an EMA
     of exp(-loss / mean target loss) over the batches it appears in, so examples the
-    target-fitted model finds easy (clean ones) gain weight."""
+    target-fitted model finds easy (clean ones) gain weight.  ``soft``: β does not touch it,
+    its effective budget is its mean weight (as BADS reports it)."""
+
+    budget_use = "soft"
 
     def setup(self, ctx, optimizer):
         self.optimizer = optimizer
@@ -53,18 +56,30 @@ class LossWeight(Reweighter):
         self.w[pool_idx] = 0.5 * self.w[pool_idx] + 0.5 * torch.exp(-lp.detach() / ref).cpu()
         loss = (self.w[pool_idx].to(lp.device) * lp).mean() + lt.mean()
         loss.backward()
+        ctx.cost.count(backward=len(pool_idx) + len(target_idx), train=len(pool_idx) + len(target_idx))
         self.optimizer.step()
         return {"loss": float(loss.detach())}
 
     def pool_weights(self, ctx):
         return self.w.clone()
 
+    def effective_budget(self, ctx):
+        return float(self.w.mean())
+
+
+class HeadSelect(Selector):
+    """A second ``hard`` method for these tests: the first ⌊β·N⌋ pool examples (+ target)."""
+
+    def select(self, ctx):
+        return Selection(torch.arange(ctx.k_budget), target_repeats=1)
+
 
 @pytest.fixture(scope="module")
 def sweep(tmp_path_factory):
-    """3 methods × 2 scenarios × 3 seeds (+ random at a second budget), run in-process."""
+    """4 methods × 2 scenarios × 3 seeds (+ random at a second budget), run in-process."""
     root = tmp_path_factory.mktemp("analysis") / "results"
     register_method("lossweight_test")(LossWeight)
+    register_method("head_test")(HeadSelect)
     try:
         for scen, over in SCENARIOS.items():
             for m in METHODS:
@@ -76,6 +91,7 @@ def sweep(tmp_path_factory):
                                 root))
     finally:
         unregister_method("lossweight_test")
+        unregister_method("head_test")
     out = root.parent / "report"
     res = build_report([root], out)
     records = [json.loads(p.read_text()) for p in sorted(root.rglob("record.json"))]
@@ -98,11 +114,31 @@ def _method_mem(r):
 
 def test_runs_frame_one_row_per_run_with_flat_config(sweep):
     df = sweep["res"]["runs"].df
-    assert len(df) == len(sweep["records"]) == 2 * 3 * 3 + 3
+    assert len(df) == len(sweep["records"]) == 2 * 4 * 3 + 3
     assert set(df["setting"]) == {"digits-sym_noise", "digits-imbalance"}
     assert df["cfg.runner.optimizer.lr"].notna().all() and (df["cfg.method.name"] == df["method"]).all()
     csv = pd.read_csv(sweep["out"] / "runs.csv")
     assert len(csv) == len(df) and "cfg.scenario.pool_size" in csv.columns
+
+
+def test_runs_frame_has_the_fairness_columns(sweep):
+    df = sweep["res"]["runs"].df
+    by = {r["run_dir"]: r for r in sweep["records"]}
+    for _, row in df.iterrows():
+        r = by[row.run_dir]
+        assert row.budget_use == r["budget_use"] == {"erm": "none", "random": "hard", "head_test": "hard",
+                                                     "lossweight_test": "soft"}[row.method]
+        assert row["compute.train_examples"] == r["compute"]["train_examples"] > 0
+        assert row["compute.train_examples_per_step"] == pytest.approx(r["compute"]["train_examples_per_step"])
+        assert row["sel.effective_budget"] == pytest.approx(r["selection"]["effective_budget"])
+        assert row.n_warnings == len(r["warnings"])
+        # the table groups a budget-free method apart from the budget it was (needlessly) given
+        assert (np.isnan(row.budget_group) if row.method == "erm" else row.budget_group == r["budget"])
+
+
+def _table_key(r):
+    """(setting, budget group, method) of a record, as the comparison table groups it."""
+    return (f"digits-{r['scenario']}", None if r["budget_use"] == "none" else r["budget"], r["method"])
 
 
 def test_comparison_numbers_equal_hand_computed_from_records(sweep):
@@ -110,10 +146,15 @@ def test_comparison_numbers_equal_hand_computed_from_records(sweep):
     table = pd.read_csv(sweep["out"] / "tables" / "comparison.csv")
     groups: dict = {}
     for r in recs:
-        groups.setdefault((f"digits-{r['scenario']}", r["budget"], r["method"]), []).append(r)
-    assert len(table) == len(groups) == 2 * 3 + 1
+        groups.setdefault(_table_key(r), []).append(r)
+    assert len(table) == len(groups) == 2 * 4 + 1
+
+    def mean_of(setting, budget, method, f):
+        return np.mean([f(r) for r in groups[(setting, budget, method)]])
+
     for (setting, budget, method), rs in groups.items():
-        row = table[(table.setting == setting) & (table.budget == budget) & (table.method == method)]
+        at = table.budget.isna() if budget is None else table.budget == budget
+        row = table[(table.setting == setting) & at & (table.method == method)]
         assert len(row) == 1
         row = row.iloc[0]
         accs = [_acc(r) for r in rs]
@@ -122,35 +163,72 @@ def test_comparison_numbers_equal_hand_computed_from_records(sweep):
         assert row.test_accuracy_std == pytest.approx(np.std(accs, ddof=1), rel=1e-9)
         bal = [100 * r["metrics"]["test_balanced_accuracy"] for r in rs]
         assert row.test_balanced_accuracy_mean == pytest.approx(np.mean(bal), rel=1e-12)
-        same = {m: np.mean([_acc(r) for r in g]) for (s, b, m), g in groups.items() if s == setting and b == budget}
-        assert row["rank"] == 1 + sum(v > np.mean(accs) for v in same.values())
-        if "random" in same:
-            assert row.delta_vs_random == pytest.approx(np.mean(accs) - same["random"], abs=1e-9)
+        use = rs[0]["budget_use"]
+        # rank: only the hard-budget methods at this setting and budget
+        hard = {m: mean_of(s, b, m, _acc) for (s, b, m), g in groups.items()
+                if s == setting and b == budget and b is not None and g[0]["budget_use"] == "hard"}
+        if use == "hard":
+            assert row["rank"] == 1 + sum(v > np.mean(accs) for v in hard.values())
         else:
+            assert np.isnan(row["rank"])
+        everyone = [mean_of(*k, _acc) for k in groups if k[0] == setting]
+        assert row.rank_in_setting == 1 + sum(v > np.mean(accs) for v in everyone)
+        # Δ vs random: hard at the same budget, soft at its effective fraction (interpolated), none: no Δ
+        rand = sorted((b, mean_of(s, b, m, _acc)) for s, b, m in groups if s == setting and m == "random")
+        eff = np.mean([r["selection"]["effective_budget"] for r in rs])
+        assert row.effective_budget == pytest.approx(eff, rel=1e-12)
+        if use == "hard":
+            expected = np.mean(accs) - dict(rand)[budget]
+        elif use == "soft":
+            bs, ms = [b for b, _ in rand], [m for _, m in rand]
+            expected = np.mean(accs) - np.interp(eff, bs, ms) if bs[0] <= eff <= bs[-1] else np.nan
+            assert row.random_at == pytest.approx(eff)
+        else:
+            expected = np.nan
+        if np.isnan(expected):
             assert np.isnan(row.delta_vs_random)
-        erm = groups[(setting, 0.2, "erm")]
-        assert row.time_x_erm == pytest.approx(np.mean([_method_wall(r) for r in rs])
-                                               / np.mean([_method_wall(r) for r in erm]), rel=1e-9)
-        assert row.mem_x_erm == pytest.approx(np.mean([_method_mem(r) for r in rs])
-                                              / np.mean([_method_mem(r) for r in erm]), rel=1e-9)
+        else:
+            assert row.delta_vs_random == pytest.approx(expected, abs=1e-9)
+        erm = groups[(setting, None, "erm")]
+        for col, f in (("time_x_erm", _method_wall), ("mem_x_erm", _method_mem),
+                       ("examples_per_step_x_erm", lambda r: r["compute"]["train_examples_per_step"]),
+                       ("examples_x_erm", lambda r: r["compute"]["train_examples"])):
+            assert row[col] == pytest.approx(np.mean([f(r) for r in rs]) / np.mean([f(r) for r in erm]), rel=1e-9)
+    # the long table's text says what its CSV says
+    md = (sweep["out"] / "tables" / "comparison.md").read_text().splitlines()
+    header = [c.strip() for c in md[0].strip("|").split("|")]
+    cells = [[c.strip() for c in line.strip("|").split("|")] for line in md[2:] if line.startswith("|")]
+    assert len(cells) == len(table)
+    for (_, row), line in zip(table.iterrows(), cells):
+        cell = dict(zip(header, line))
+        assert cell["method"] == row.method
+        assert (cell["budget"] == "—") == np.isnan(row.budget) == (row.budget_use == "none")
+        assert (cell["Δ vs random"] == "—") == np.isnan(row.delta_vs_random)
+        assert (cell["rank"] == "—") == np.isnan(row["rank"])
+        assert cell["examples/step ×erm"] == f"{row.examples_per_step_x_erm:.2f}"
 
 
-def test_wide_table_bolds_the_best_mean_per_column(sweep):
+def test_wide_table_bolds_the_best_hard_method_per_column(sweep):
     t = sweep["res"]["tables"]["comparison_wide"]
     long = sweep["res"]["tables"]["comparison"].data
     md = (sweep["out"] / "tables" / "comparison_wide.md").read_text()
     rows = {line.split("|")[1].strip(): line for line in md.splitlines()[2:] if line.startswith("|")}
+    contested = 0
     for col in [c for c in t.text.columns if c not in ("method", "avg rank")]:
         setting, budget = col.split(" @ ")
-        sub = long[(long.setting == setting) & (long.budget == float(budget))]
-        best = sub.loc[sub.test_accuracy_mean.idxmax()]
         j = list(t.text.columns).index(col)
-        cell = rows[best.method].split("|")[j + 1].strip()
-        assert f"{best.test_accuracy_mean:.2f}" in cell
-        assert cell.startswith("**") == (len(sub) > 1)  # a method alone in its column is not "best"
+        sub = long[(long.setting == setting) & (long.budget.isna() if budget == "—" else long.budget == float(budget))]
+        for _, r in sub.iterrows():  # soft and budget-free methods are shown, marked, never ranked
+            cell = rows[r.method].split("|")[j + 1].strip()
+            assert f"{r.test_accuracy_mean:.2f}" in cell
+            assert cell.endswith("†") == (r.budget_use != "hard")
+        ranked = sub[sub.budget_use == "hard"]
         bolded = [m for m, line in rows.items() if line.split("|")[j + 1].strip().startswith("**")]
-        tied = sub[np.isclose(sub.test_accuracy_mean, sub.test_accuracy_mean.max())].method  # ties all bold
-        assert sorted(bolded) == (sorted(tied) if len(sub) > 1 else [])
+        tied = ranked[np.isclose(ranked.test_accuracy_mean, ranked.test_accuracy_mean.max())].method  # ties all bold
+        assert sorted(bolded) == (sorted(tied) if len(ranked) > 1 else [])
+        contested += len(ranked) > 1
+    assert contested >= 2 and "digits-sym_noise @ —" in t.text.columns
+    assert t.text.set_index("method").loc["erm", "avg rank"] == "—"
     tex = (sweep["out"] / "tables" / "comparison_wide.tex").read_text()
     assert "\\toprule" in tex and "\\bottomrule" in tex and "\\textbf{" in tex and "$\\pm$" in tex
 
@@ -161,7 +239,8 @@ def test_quality_table_matches_records(sweep):
                              ("imbalance", "minority_weight_share_mean", "minority_weight_share")):
         for m in METHODS:
             rs = [r for r in sweep["records"] if r["scenario"] == r_scen and r["method"] == m and r["budget"] == 0.2]
-            row = q[(q.setting == f"digits-{r_scen}") & (q.method == m) & (q.budget == 0.2)].iloc[0]
+            at = q.budget.isna() if m == "erm" else q.budget == 0.2  # erm ignores the budget: no budget
+            (row,) = [r for _, r in q[(q.setting == f"digits-{r_scen}") & (q.method == m) & at].iterrows()]
             assert row[col] == pytest.approx(np.mean([r["selection"]["quality"][key] for r in rs]), rel=1e-12)
     # the loss-based reweighter separates clean from corrupted; random selection does not
     sym = q[q.setting == "digits-sym_noise"].set_index(["method", "budget"])
@@ -192,6 +271,185 @@ def test_pareto_front_keeps_only_undominated_points():
     cost = np.array([1.0, 2.0, 3.0, 1.5, 4.0])
     acc = np.array([50.0, 60.0, 55.0, 49.0, 70.0])
     assert list(pareto_front(cost, acc)) == [0, 1, 4]
+
+
+# ---------------------------------------------------------------------------------- synthetic records
+# Hand-written records, so every number in these tests is checked against arithmetic done here.
+
+def _record(root: Path, method: str, seed: int, acc: float, budget: float = 0.2, use: str | None = "hard",
+            eff: float | None = None, per_step: float = 32.0, steps: int = 20, warnings=(), legacy: bool = False,
+            scenario: str = "sym_noise", quality: dict | None = None) -> dict:
+    """Write one ``record.json`` (a ``legacy`` one has none of the fairness fields)."""
+    d = root / f"{method}-b{budget}-s{seed}"
+    rec = {"schema": 1, "method": method, "kind": "selector", "dataset": "toy", "scenario": scenario, "seed": seed,
+           "budget": budget, "status": "ok", "run_dir": str(d), "steps": steps,
+           "metrics": {"test_accuracy": acc / 100, "test_balanced_accuracy": acc / 100}}
+    if not legacy:
+        rec.update(budget_use=use, warnings=list(warnings),
+                   selection={"budget_use": use, "effective_budget": eff, "quality": quality or {}},
+                   compute={"match_examples": True, "steps": steps, "train_examples": per_step * steps,
+                            "train_examples_per_step": per_step, "forward_per_step": per_step,
+                            "backward_per_step": per_step})
+    elif quality:
+        rec["selection"] = {"quality": quality}
+    d.mkdir(parents=True)
+    (d / "record.json").write_text(json.dumps(rec))
+    return rec
+
+
+def _randoms(root: Path) -> None:
+    """random at β = 0.2 (80, 82 → 81) and β = 0.5 (85, 87 → 86)."""
+    for b, accs in ((0.2, (80.0, 82.0)), (0.5, (85.0, 87.0))):
+        for s, a in enumerate(accs):
+            _record(root, "random", s, a, budget=b, eff=b)
+
+
+def _row(data: pd.DataFrame, method: str, budget=None) -> pd.Series:
+    at = data.budget.isna() if budget is None else data.budget == budget
+    (row,) = [r for _, r in data[(data.method == method) & at].iterrows()]
+    return row
+
+
+def _md_rows(path: Path) -> list[dict]:
+    lines = [ln for ln in path.read_text().splitlines() if ln.startswith("|")]
+    header = [c.strip() for c in lines[0].strip("|").split("|")]
+    return [dict(zip(header, (c.strip() for c in ln.strip("|").split("|")))) for ln in lines[2:]]
+
+
+def test_budget_free_method_shows_no_budget_no_delta_and_is_not_ranked_at_a_budget(tmp_path):
+    from selbench.analysis.summary import load_records, summary_table
+    from selbench.analysis.tables import comparison
+
+    root = tmp_path / "r"
+    _randoms(root)
+    for s, a in enumerate((83.0, 85.0)):
+        _record(root, "blo", s, a, budget=0.2, eff=0.2)
+    for b in (0.2, 0.5):  # erm swept over a budget it ignores: the same two runs twice
+        for s, a in enumerate((90.0, 92.0)):
+            _record(root, "erm", s, a, budget=b, use="none", eff=1.0)
+    runs = load_runs([root])
+    t = comparison(runs.df)
+    d = t.data
+    erm = _row(d, "erm")
+    assert list(d.method).count("erm") == 1  # one row, under budget "—": never "erm at 0.2"
+    assert erm.seeds == 2 and erm.test_accuracy_mean == pytest.approx(91.0)  # distinct seeds, not 4 runs
+    assert erm.test_accuracy_std == pytest.approx(np.std([90, 92], ddof=1))
+    assert pd.isna(erm["rank"]) and np.isnan(erm.delta_vs_random) and erm.rank_in_setting == 1
+    at_02 = d[d.budget == 0.2]
+    assert sorted(at_02.method) == ["blo", "random"]
+    assert _row(d, "blo", 0.2)["rank"] == 1 and _row(d, "random", 0.2)["rank"] == 2
+    assert _row(d, "blo", 0.2).delta_vs_random == pytest.approx(84.0 - 81.0)
+    text = t.text.set_index("method").loc["erm"]
+    assert text["budget"] == text["Δ vs random"] == text["rank"] == "—"
+    # Markdown, LaTeX and CSV say the same
+    build_report([root], tmp_path / "rep", with_figures=False)
+    tab = tmp_path / "rep" / "tables"
+    csv = pd.read_csv(tab / "comparison.csv")
+    assert np.isnan(_row(csv, "erm").budget) and np.isnan(_row(csv, "erm").delta_vs_random)
+    (md,) = [r for r in _md_rows(tab / "comparison.md") if r["method"] == "erm"]
+    assert md["budget"] == md["Δ vs random"] == md["rank"] == "—"
+    (tex,) = [ln for ln in (tab / "comparison.tex").read_text().splitlines() if " & erm & " in ln]
+    cells = [c.strip() for c in tex.rstrip("\\ ").split("&")]
+    assert cells[1] == "---" and cells[8] == "---" and cells[6] == "---"
+    # the sweep's terminal summary: same cells
+    summ = summary_table(load_records([root])).set_index("method")
+    assert summ.loc["erm", "budget"] == summ.loc["erm", "Δ vs random"] == "—"
+    assert summ.loc["blo", "Δ vs random"] == "+3.00"
+
+
+def test_soft_method_is_compared_with_random_interpolated_at_its_effective_fraction(tmp_path):
+    from selbench.analysis.tables import comparison
+
+    root = tmp_path / "r"
+    _randoms(root)
+    for s, (a, e) in enumerate(((84.0, 0.3), (86.0, 0.4))):  # β = 0.2, effective 0.35 on average
+        _record(root, "bads", s, a, budget=0.2, use="soft", eff=e)
+    for s, (a, e) in enumerate(((88.0, 0.6), (88.0, 0.7))):  # effective 0.65: beyond random's 0.5
+        _record(root, "bads", s, a, budget=0.4, use="soft", eff=e)
+    t = comparison(load_runs([root]).df)
+    inside, outside = _row(t.data, "bads", 0.2), _row(t.data, "bads", 0.4)
+    # random at 0.35 = 81 + (0.35 - 0.2) / (0.5 - 0.2) · (86 - 81) = 83.5; bads 85 → +1.5
+    assert inside.effective_budget == pytest.approx(0.35)
+    assert inside.random_at == pytest.approx(0.35) and inside.random_mean == pytest.approx(83.5)
+    assert inside.delta_vs_random == pytest.approx(1.5)
+    assert np.isnan(outside.delta_vs_random) and np.isnan(outside.random_mean)
+    assert pd.isna(inside["rank"]) and pd.isna(outside["rank"])  # not ranked among the hard methods
+    assert _row(t.data, "random", 0.2)["rank"] == 1  # random ranked alone at 0.2, bads not counted
+    text = t.text.set_index(["method", "budget"])
+    assert text.loc[("bads", "0.2 (soft)"), "Δ vs random"] == "+1.50 (@ 0.350)"
+    assert text.loc[("bads", "0.4 (soft)"), "Δ vs random"] == "—"
+    assert text.loc[("bads", "0.2 (soft)"), "eff. budget"] == "0.350"
+    assert any("interpolated" in n for n in t.notes) and any("not ranked" in n for n in t.notes)
+
+
+def test_examples_per_step_and_total_as_ratios_to_erm(tmp_path):
+    from selbench.analysis.tables import comparison
+
+    root = tmp_path / "r"
+    for s in (0, 1):
+        _record(root, "erm", s, 90.0, use="none", eff=1.0, per_step=48.0, steps=20)    # 960 examples
+        _record(root, "random", s, 80.0, eff=0.2, per_step=32.0, steps=20)             # 640
+        _record(root, "bads", s, 85.0, use="soft", eff=0.5, per_step=40.0, steps=10)   # 400
+    t = comparison(load_runs([root]).df)
+    rnd, bads = _row(t.data, "random", 0.2), _row(t.data, "bads", 0.2)
+    assert rnd.examples_per_step_x_erm == pytest.approx(32 / 48) and rnd.examples_x_erm == pytest.approx(640 / 960)
+    assert bads.examples_per_step_x_erm == pytest.approx(40 / 48) and bads.examples_x_erm == pytest.approx(400 / 960)
+    assert _row(t.data, "erm").examples_per_step_x_erm == pytest.approx(1.0)
+    text = t.text.set_index("method")
+    assert text.loc["random", "examples/step ×erm"] == "0.67" and text.loc["random", "examples ×erm"] == "0.67"
+    assert text.loc["bads", "examples/step ×erm"] == "0.83" and text.loc["bads", "examples ×erm"] == "0.42"
+
+
+def test_records_without_the_new_fields_still_load(tmp_path):
+    from selbench.analysis.summary import load_records, summary_table
+    from selbench.analysis.tables import comparison
+
+    root = tmp_path / "r"
+    for s in (0, 1):
+        _record(root, "erm", s, 90.0, legacy=True)
+        _record(root, "random", s, 80.0 + s, legacy=True)
+        _record(root, "legacy_method_x", s, 70.0, legacy=True)  # no longer registered
+    df = load_runs([root]).df
+    assert len(df) == 6 and (df.n_warnings == 0).all()
+    uses = df.groupby("method")[["budget_use", "budget_use_from"]].first()
+    assert tuple(uses.loc["erm"]) == ("none", "registry") and tuple(uses.loc["random"]) == ("hard", "registry")
+    assert uses.loc["legacy_method_x"].isna().all()  # unknown: treated as hard, as before the field existed
+    t = comparison(df)
+    assert np.isnan(_row(t.data, "erm").budget) and np.isnan(_row(t.data, "erm").delta_vs_random)
+    assert _row(t.data, "legacy_method_x", 0.2).delta_vs_random == pytest.approx(70.0 - 80.5)
+    assert _row(t.data, "legacy_method_x", 0.2)["rank"] == 2
+    assert (t.text["examples/step ×erm"] == "—").all() and (t.text["eff. budget"] == "—").all()
+    res = build_report([root], tmp_path / "rep", with_figures=False)
+    assert "Runs with warnings" not in Path(res["report"]).read_text()
+    assert len(summary_table(load_records([root]))) == 3
+
+
+def test_runs_with_warnings_are_listed_in_the_report(tmp_path):
+    root = tmp_path / "r"
+    _record(root, "random", 0, 80.0, eff=0.2)
+    _record(root, "bads", 1, 85.0, use="soft", eff=0.3,
+            warnings=["all pool weights collapsed below 1e-3 at step 40", "lr schedule ended early"])
+    res = build_report([root], tmp_path / "rep", with_figures=False)
+    w = pd.read_csv(tmp_path / "rep" / "tables" / "warnings.csv")
+    assert list(w.method) == ["bads", "bads"] and list(w.seed) == [1, 1] and (w.setting == "toy-sym_noise").all()
+    assert list(w.warning) == ["all pool weights collapsed below 1e-3 at step 40", "lr schedule ended early"]
+    report = Path(res["report"]).read_text()
+    assert "**Runs with warnings** (1 run, 2 warnings" in report
+    assert "| toy-sym_noise | bads | 0.2 (soft) | 1 | ok | all pool weights collapsed below 1e-3 at step 40 |" in report
+
+
+def test_domain_shares_keyed_by_name_or_index_both_tabulate(tmp_path):
+    from selbench.analysis.tables import quality
+
+    root = tmp_path / "r"
+    _record(root, "bads", 0, 50.0, use="soft", eff=0.3, scenario="domain_mixture",
+            quality={"domain_weight_share": {"chatterbot": 0.6, "wiki": 0.4}})
+    _record(root, "bads", 1, 50.0, use="soft", eff=0.3, scenario="domain_mixture",
+            quality={"domain_weight_share": {"0": 0.5, "1": 0.5}}, legacy=True)
+    q = quality(load_runs([root]).df)
+    cols = [c for c in q.text.columns if c.startswith("domain ")]
+    assert cols == ["domain 0 share", "domain 1 share", "domain chatterbot share", "domain wiki share"]
+    assert q.data["domain_share.chatterbot_mean"].iloc[0] == pytest.approx(0.6)
 
 
 @pytest.fixture(scope="module")
