@@ -20,12 +20,12 @@ from selbench.runners.run.validate import validate_overrides
 METHODS = sorted(registered())
 CONF = Path(__file__).resolve().parent.parent / "conf"
 
-#: one seconds-long config per scenario family (digits: the four imbalance minority are 4 of 150)
+#: one seconds-long config per scenario family (digits imbalance: 4 fours among 90)
 FAMILIES = {
     "sym_noise": TINY,
     "asym_noise": TINY + ["scenario=asym_noise", "scenario.pool_size=600", "scenario.target_per_class=10"],
-    "imbalance": TINY + ["scenario=imbalance", "scenario.pool_size=150", "scenario.target_per_class=10",
-                         "scenario.imbalance.minority_fraction=0.04", "budget.fraction=0.5"],
+    "imbalance": TINY + ["scenario=imbalance", "scenario.pool_size=90", "scenario.target_per_class=10",
+                         "scenario.imbalance.minority_fraction=0.05", "budget.fraction=0.5"],
     "text_mixture": ["runner=language", "dataset.genres=[roman,tragedies]", "scenario.target_domain=roman",
                      "scenario.pool_size=64", "scenario.target_size=8", "scenario.test_size=16", "scenario.seq_len=32",
                      "model.width=32", "model.depth=1", "model.heads=2", "model.context=32",

@@ -224,7 +224,7 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
 
     track_weights = entry.cls.kind == "reweighter"
 
-    val = getattr(scenario, "val", None)
+    val = scenario.val
 
     def evaluate() -> dict:
         """``test_*`` (the final number only) and ``val_*`` (what objectives and tuning read)."""
