@@ -1,7 +1,7 @@
 """The papers' reported figures, for "paper vs reproduced" columns.
 
-Every value here is copied from ``docs/PAPER_NUMBERS.md`` (which cites the paper's
-table or text) and ``docs/METHODS.md`` §1 for the BADS claims; the ``source`` field
+Every value here is copied from ``docs/paper_numbers.md`` (which cites the paper's
+table or text) and ``docs/methods/bads.md`` for the BADS claims; the ``source`` field
 says where.  Nothing here is computed, and nothing is tuned to hit these numbers: a
 preset that mirrors a paper setting at a smaller scale shows the paper's figure
 beside the reproduced one and the reader judges the gap.
@@ -27,11 +27,11 @@ from dataclasses import dataclass, field
 
 import pandas as pd
 
-BADS_SRC = "PAPER_NUMBERS.md (BADS); METHODS.md §1 claims"
-AP_SRC = "PAPER_NUMBERS.md (AutoPalette, Table 1)"
-SPICE_SRC = "PAPER_NUMBERS.md (SPICE)"
+BADS_SRC = "docs/paper_numbers.md (BADS); docs/methods/bads.md claims"
+AP_SRC = "docs/paper_numbers.md (AutoPalette, Table 1)"
+SPICE_SRC = "docs/paper_numbers.md (SPICE)"
 
-#: the BADS paper's non-DPS baselines, as selbench methods (METHODS.md §1)
+#: the BADS paper's non-DPS baselines, as selbench methods (docs/methods/baselines.md)
 NON_DPS = ("erm", "target_only", "random", "duplicate_target")
 
 

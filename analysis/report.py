@@ -23,7 +23,12 @@ import sys
 from pathlib import Path
 
 from selbench.analysis import figures as figs
-from selbench.analysis import tables
+from selbench.analysis import run_lists
+from selbench.analysis.comparison import comparison
+from selbench.analysis.comparison_wide import comparison_wide
+from selbench.analysis.paper_table import paper_vs_reproduced
+from selbench.analysis.quality import quality
+from selbench.analysis.tables import Table
 from selbench.analysis.records import Runs, load_runs
 
 
@@ -36,11 +41,11 @@ def build_report(paths, out_dir, metric: str = "test_accuracy", with_figures: bo
     if runs.df.empty:
         return {"runs": runs, "tables": {}, "figures": {}, "report": _write_empty(runs, out, paths)}
     runs.df.to_csv(out / "runs.csv", index=False)
-    long = tables.comparison(runs.df, metric)
-    tabs = {"comparison_wide": tables.comparison_wide(long, metric), "comparison": long,
-            "quality": tables.quality(runs.df), "paper_vs_reproduced": tables.paper_vs_reproduced(runs.df, long, metric),
-            "failures": tables.failures(runs.df), "warnings": tables.warnings(runs.df),
-            "unreadable": tables.corrupt(runs.errors)}
+    long = comparison(runs.df, metric)
+    tabs = {"comparison_wide": comparison_wide(long, metric), "comparison": long,
+            "quality": quality(runs.df), "paper_vs_reproduced": paper_vs_reproduced(runs.df, long, metric),
+            "failures": run_lists.failures(runs.df), "warnings": run_lists.warnings(runs.df),
+            "unreadable": run_lists.corrupt(runs.errors)}
     for t in tabs.values():
         t.write(out / "tables")
     figures = figs.render_all(runs, out / "figures", metric) if with_figures else {}
@@ -52,7 +57,7 @@ def build_report(paths, out_dir, metric: str = "test_accuracy", with_figures: bo
 def _write_empty(runs: Runs, out: Path, paths) -> str:
     lines = ["# selbench report", "", f"No readable run records under: {', '.join(map(str, paths))}."]
     if runs.errors:
-        lines += ["", "## Unreadable record files", "", tables.corrupt(runs.errors).to_markdown()]
+        lines += ["", "## Unreadable record files", "", run_lists.corrupt(runs.errors).to_markdown()]
     p = out / "report.md"
     p.write_text("\n".join(lines) + "\n")
     return str(p)
@@ -95,7 +100,7 @@ def _markdown(runs: Runs, tabs: dict, figures: dict, out: Path, paths, metric: s
     L += [""]
     ver_cols = [c for c in df.columns if c.startswith("ver.")] + ["git.commit", "git.dirty"]
     vers = df[[c for c in ver_cols if c in df.columns]].astype(str).drop_duplicates()
-    L += ["Versions:", "", tables.Table("v", "", vers, vers.rename(columns=lambda c: c.removeprefix("ver."))).to_markdown(), ""]
+    L += ["Versions:", "", Table("v", "", vers, vers.rename(columns=lambda c: c.removeprefix("ver."))).to_markdown(), ""]
     exps = sorted({e for e in df["experiment"].dropna()})
     if exps:
         L += [f"Experiment presets: {', '.join(f'`{e}`' for e in exps)}.", ""]

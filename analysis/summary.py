@@ -32,9 +32,10 @@ SUMMARY_COLUMNS = ("setting", "method", "budget", "seeds", "{metric}", "balanced
 def summary_table(records: list[dict], metric: str = "test_accuracy") -> pd.DataFrame:
     """setting × method × budget: seeds (+ failed), mean ± std over seeds, rank, Δ vs random, effective
     budget, training examples per step and in total ×erm, time ×erm — the comparison table's own cells
-    (``selbench.analysis.tables.comparison``: budget "—" and no Δ for methods that ignore the budget,
+    (``selbench.analysis.comparison.comparison``: budget "—" and no Δ for methods that ignore the budget,
     Δ at the effective fraction for soft ones)."""
-    from selbench.analysis.tables import _label, comparison
+    from selbench.analysis.comparison import comparison
+    from selbench.analysis.metrics import _label
 
     if not records:
         return pd.DataFrame()

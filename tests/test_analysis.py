@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from conftest import REPO, compose_cfg, selbench
-from selbench.analysis.figures import pareto_front
+from selbench.analysis.metric_figures import pareto_front
 from selbench.analysis.records import NON_METHOD_PHASES, load_runs
 from selbench.analysis.report import build_report
 from selbench.methods.base import Reweighter, Selection, Selector
@@ -318,7 +318,7 @@ def _md_rows(path: Path) -> list[dict]:
 
 def test_budget_free_method_shows_no_budget_no_delta_and_is_not_ranked_at_a_budget(tmp_path):
     from selbench.analysis.summary import load_records, summary_table
-    from selbench.analysis.tables import comparison
+    from selbench.analysis.comparison import comparison
 
     root = tmp_path / "r"
     _randoms(root)
@@ -358,7 +358,7 @@ def test_budget_free_method_shows_no_budget_no_delta_and_is_not_ranked_at_a_budg
 
 
 def test_soft_method_is_compared_with_random_interpolated_at_its_effective_fraction(tmp_path):
-    from selbench.analysis.tables import comparison
+    from selbench.analysis.comparison import comparison
 
     root = tmp_path / "r"
     _randoms(root)
@@ -383,7 +383,7 @@ def test_soft_method_is_compared_with_random_interpolated_at_its_effective_fract
 
 
 def test_examples_per_step_and_total_as_ratios_to_erm(tmp_path):
-    from selbench.analysis.tables import comparison
+    from selbench.analysis.comparison import comparison
 
     root = tmp_path / "r"
     for s in (0, 1):
@@ -402,7 +402,7 @@ def test_examples_per_step_and_total_as_ratios_to_erm(tmp_path):
 
 def test_records_without_the_new_fields_still_load(tmp_path):
     from selbench.analysis.summary import load_records, summary_table
-    from selbench.analysis.tables import comparison
+    from selbench.analysis.comparison import comparison
 
     root = tmp_path / "r"
     for s in (0, 1):
@@ -439,7 +439,7 @@ def test_runs_with_warnings_are_listed_in_the_report(tmp_path):
 
 
 def test_domain_shares_keyed_by_name_or_index_both_tabulate(tmp_path):
-    from selbench.analysis.tables import quality
+    from selbench.analysis.quality import quality
 
     root = tmp_path / "r"
     _record(root, "bads", 0, 50.0, use="soft", eff=0.3, scenario="domain_mixture",
@@ -603,7 +603,7 @@ def test_paper_figures_sit_beside_reproduced_ones(tmp_path):
     pv = pd.read_csv(tmp_path / "rep" / "tables" / "paper_vs_reproduced.csv")
     assert list(pv.method) == ["random"]  # the paper makes no > 90% claim for Mixing (erm)
     row = pv.iloc[0]
-    assert row.experiment == "bads/mnist_balance" and row.paper == 90.0 and "PAPER_NUMBERS.md" in row.source
+    assert row.experiment == "bads/mnist_balance" and row.paper == 90.0 and "docs/paper_numbers.md" in row.source
     assert row.reproduced == pytest.approx(100 * recs[0]["metrics"]["test_accuracy"])
     assert bool(row.holds) == (100 * recs[0]["metrics"]["test_accuracy"] > 90)
     comp = pd.read_csv(tmp_path / "rep" / "tables" / "comparison.csv")

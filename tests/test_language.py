@@ -9,7 +9,8 @@ import pytest
 import torch
 
 from conftest import compose_cfg, selbench
-from selbench.datasets.text_scenarios import IGNORE, build_text_scenario
+from selbench.datasets.text_examples import IGNORE
+from selbench.datasets.text_scenarios import build_text_scenario
 from selbench.datasets.text_sources import load_text_source
 from selbench.datasets.text_tokenize import build_tokenizer
 from selbench.methods.registry import registered

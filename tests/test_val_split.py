@@ -9,8 +9,9 @@ from conftest import TINY, compose_cfg
 from selbench.core.errors import ConfigError
 from selbench.datasets.scenarios import build_scenario
 from selbench.datasets.sources import load_source
-from selbench.datasets.text_scenarios import TextSplit, _split_groups
-from selbench.datasets.text_sources import TextRecord
+from selbench.datasets.text_examples import TextSplit
+from selbench.datasets.text_records import TextRecord
+from selbench.datasets.text_splits import _split_groups
 
 
 # --------------------------------------------------------------------------- vision

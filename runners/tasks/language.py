@@ -31,7 +31,8 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from selbench.core.data import Split
-from selbench.datasets.text_scenarios import IGNORE, build_text_scenario
+from selbench.datasets.text_examples import IGNORE
+from selbench.datasets.text_scenarios import build_text_scenario
 from selbench.datasets.text_tokenize import build_tokenizer
 from selbench.core.modes import eval_mode
 from selbench.runners.tasks.base import TaskAdapter
