@@ -1,5 +1,6 @@
 """L2RW: Learning to Reweight Examples (Ren et al., ICML 2018) — a one-step-lookahead
-bilevel baseline; the shared lookahead machinery is in :mod:`selbench.methods.lookahead`."""
+bilevel baseline; the shared lookahead machinery is in :mod:`selbench.methods.lookahead`.
+Equation, knobs, departures and measurements: ``docs/methods/l2rw.md``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,8 +10,19 @@ import torch
 from torch import Tensor
 
 from selbench.methods.base import MethodConfig, weighted_step
-from selbench.methods.lookahead import LookaheadReweighter, meta_gradient, one_step_lookahead, param_dtype
+from selbench.methods.lookahead import (Choice, LookaheadReweighter, effective_sample_fraction, meta_gradient,
+                                        one_step_lookahead, param_dtype, step_stats)
 from selbench.methods.registry import register_method
+
+#: consecutive all-zero batches after which the run is reported as stalled (``ctx.warn``, once)
+STALL_STREAK = 10
+
+
+class PoolScore(Choice):
+    """How ``pool_weights`` summarises the weights an example received (L2RW keeps none)."""
+
+    mean = "mean"   # mean of B·w_i over every draw of the example (its share of the training signal)
+    last = "last"   # B·w_i of its latest draw only
 
 
 def l2rw_normalise(w_tilde: Tensor) -> Tensor:
@@ -33,6 +45,8 @@ class L2RWConfig(MethodConfig):
     #: all-zero batch: the paper's guard gives w = 0 and its code still runs the
     #: optimiser (momentum / weight decay move θ); true skips that step instead.
     skip_all_zero: bool = False
+    #: pool_weights (scoring only): mean | last weight each example received, as B·w_i
+    pool_score: PoolScore = PoolScore.mean
 
 
 @register_method("l2rw", config=L2RWConfig)
@@ -49,9 +63,19 @@ class L2RW(LookaheadReweighter):
        which also updates BatchNorm's running statistics once).
 
     Nothing persists between steps in the algorithm. ``pool_weights`` (for scoring
-    only) is the *last* weight each pool example received, rescaled by the batch size
-    (``B · w_i``, so a batch of equal weights reads 1 and batches are comparable);
-    examples not yet drawn read 1.
+    only) summarises the weights each pool example received, rescaled by the batch size
+    (``B · w_i``, so a batch of equal weights reads 1 and batches are comparable):
+    ``pool_score=mean`` (default) their mean over the example's draws, ``last`` the
+    latest one; examples not yet drawn read 1. Measured on digits (50% noise, 120
+    steps, 5 seeds) the mean ranks clean above noisy at AUC 0.89–0.91 vs 0.77–0.79 for
+    the last weight, and a model that has collapsed into all-zero batches keeps what
+    its weights said before (docs/methods/l2rw.md).
+
+    Step diagnostics (curve ``train_<name>``): ``target_loss_lookahead`` (= L_m(θ): ε = 0
+    leaves θ' = θ), ``weight_nonzero`` (fraction of the batch with w > 0),
+    ``weight_ess`` (effective sample fraction of w: 1 uniform, 1/B one example),
+    ``zero_batch`` (1 for an all-zero batch). Ten all-zero batches in a row are reported
+    once through ``ctx.warn`` (training has stalled).
 
     Departures: none in the update. The official code's real step also runs on an all-
     zero batch (zero gradient, but momentum/weight decay still act); ``skip_all_zero``
@@ -59,11 +83,14 @@ class L2RW(LookaheadReweighter):
     """
     budget_use = "none"
 
-
     def setup(self, ctx, optimizer):
         super().setup(ctx, optimizer)
         self.last_w = torch.ones(ctx.n_pool)
+        self.sum_w = torch.zeros(ctx.n_pool, dtype=torch.float64)
+        self.n_drawn = torch.zeros(ctx.n_pool, dtype=torch.float64)
         self.n_zero_batches = 0
+        self.zero_streak = 0
+        self.warned_stall = False
 
     def step(self, ctx, step, pool_idx, target_idx):
         cfg = self.cfg
@@ -75,17 +102,33 @@ class L2RW(LookaheadReweighter):
                                 params=cfg.lookahead_params)
         (g_eps,) = meta_gradient(ctx.adapter, la, [eps])
         w = l2rw_normalise(torch.clamp(-g_eps.detach(), min=0))
-        zero = bool(w.sum() == 0)
-        self.n_zero_batches += int(zero)
-        self.last_w[pool_idx] = (w * len(w)).float().cpu()
+        bw = (w * len(w)).cpu()  # the one synchronisation the bookkeeping needs
+        zero = bool(bw.sum() == 0)
+        self._count_zero(ctx, step, zero)
+        self.last_w[pool_idx] = bw.float()
+        self.sum_w.index_add_(0, pool_idx.cpu(), bw.double())
+        self.n_drawn.index_add_(0, pool_idx.cpu(), torch.ones(len(pool_idx), dtype=torch.float64))
         if zero and cfg.skip_all_zero:
             loss = la.pool_losses.mean()
         else:  # weighted_step minimises mean(w'·l): w' = B·w gives the paper's Σ w_i l_i
             loss = weighted_step(ctx, self.optimizer, x, y, w * len(w))
-        return {"loss": float(loss.detach()), "target_loss_lookahead": float(la.target_loss.detach()),
-                "weight_nonzero": float((w > 0).float().mean()), "zero_batch": float(zero)}
+        return step_stats(loss=loss, target_loss_lookahead=la.target_loss,
+                          weight_nonzero=float((bw > 0).float().mean()),
+                          weight_ess=float(effective_sample_fraction(bw.double())), zero_batch=float(zero))
+
+    def _count_zero(self, ctx, step: int, zero: bool) -> None:
+        self.n_zero_batches += int(zero)
+        self.zero_streak = self.zero_streak + 1 if zero else 0
+        if self.zero_streak >= STALL_STREAK and not self.warned_stall:
+            self.warned_stall = True
+            ctx.warn(f"l2rw: {self.zero_streak} all-zero batches in a row (steps {step - self.zero_streak + 1}–"
+                     f"{step}): no pool example's gradient agrees with the target batch's, so training has "
+                     f"stalled (train_zero_batch in the curve; {self.n_zero_batches} so far)")
 
     def pool_weights(self, ctx):
-        return self.last_w.clone()
+        if self.cfg.pool_score == PoolScore.last:
+            return self.last_w.clone()
+        drawn = self.n_drawn > 0
+        return torch.where(drawn, self.sum_w / self.n_drawn.clamp_min(1), torch.ones_like(self.sum_w)).float()
 
 

@@ -30,14 +30,64 @@ backward-of-backward through the ``B`` pool examples' graph, so it counts ``T + 
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
-from typing import Callable, Sequence
+from enum import Enum
+from typing import Any, Callable, Sequence
 
 import torch
 from torch import Tensor, nn
 
+from selbench.core.errors import ConfigError
 from selbench.core.modes import frozen_buffers
 from selbench.methods.base import Reweighter, RunContext, score_pool
+
+
+class Choice(str, Enum):
+    """Base of the bilevel methods' typed string knobs.
+
+    A ``str``-mixin enum: as a config field OmegaConf rejects any other value when the
+    config is composed (``selbench`` exits 2 with one line before launching), the member
+    compares equal to its string (``cfg.selection == "top"``), prints as it, and the
+    record's JSON holds the plain string. Member names must equal their values
+    (OmegaConf matches a command-line value against the names).
+    """
+
+    def __str__(self) -> str:
+        return str(self.value)
+
+
+#: ``lookahead_params`` values per modality (mirrors ``param_subset`` of the task adapters):
+#: fixed names, and prefixes that take a positive count (``last:<k>``)
+LOOKAHEAD_FIXED = {"vision": ("all", "trainable", "head"), "language": ("all", "trainable", "head", "lora")}
+LOOKAHEAD_COUNTED = {"vision": ("last",), "language": ("last", "layers")}
+
+
+def check_lookahead_params(value: str, run_cfg: Any, key: str = "method.lookahead_params") -> None:
+    """``lookahead_params`` is a fixed name or ``<prefix>:<k>``: checked before launch (one line)."""
+    modality = str(run_cfg.dataset.get("modality", "vision")) if run_cfg is not None else "vision"
+    fixed, counted = LOOKAHEAD_FIXED.get(modality, ()), LOOKAHEAD_COUNTED.get(modality, ())
+    m = re.fullmatch(r"(\w+):(\d+)", str(value))
+    if str(value) in fixed or (m and m.group(1) in counted and int(m.group(2)) >= 1):
+        return
+    allowed = ", ".join((*fixed, *(f"{c}:<k>" for c in counted)))
+    raise ConfigError(f"{key}={value!r} (choose from: {allowed}; k ≥ 1)")
+
+
+def check_range(key: str, value, lo: float, *, open_lo: bool = False, optional: bool = False) -> None:
+    """``value ≥ lo`` (``> lo`` when ``open_lo``); None passes when ``optional``."""
+    if value is None and optional:
+        return
+    if value is None or not (value > lo if open_lo else value >= lo):
+        raise ConfigError(f"{key}={value!r} must be {'>' if open_lo else '≥'} {lo:g}")
+
+
+def check_lookahead_config(cfg: Any, run_cfg: Any) -> None:
+    """The knobs every lookahead reweighter has (``inner_lr``, ``lookahead_params``)."""
+    check_range("method.inner_lr", cfg.inner_lr, 0, optional=True)
+    check_lookahead_params(cfg.lookahead_params, run_cfg)
+    if getattr(cfg, "score_chunk", None) is not None:
+        check_range("method.score_chunk", cfg.score_chunk, 1)
 
 
 @dataclass
@@ -104,9 +154,41 @@ def pool_batch(ctx: RunContext, idx: Tensor, split: str = "pool") -> tuple[Tenso
     return data.x[idx], data.y[idx]
 
 
+def effective_sample_fraction(w: Tensor) -> Tensor:
+    """``(Σw)² / (B Σw²)`` ∈ [1/B, 1]: 1 = uniform weights, 1/B = one example carries the batch
+    (0 for an all-zero batch). A per-step diagnostic: how concentrated the weights are."""
+    s2 = (w * w).sum()
+    return torch.where(s2 > 0, w.sum() ** 2 / (len(w) * s2).clamp_min(torch.finfo(w.dtype).tiny),
+                       torch.zeros_like(s2))
+
+
+def step_stats(**values) -> dict[str, float]:
+    """The step's diagnostics as floats, with one device → host transfer for all tensors
+    (``float(t)`` per value would synchronise once per value)."""
+    keys = [k for k, v in values.items() if isinstance(v, Tensor)]
+    out = {k: float(v) for k, v in values.items() if not isinstance(v, Tensor)}
+    if keys:
+        vals = torch.stack([values[k].detach().reshape(()).double() for k in keys]).tolist()
+        out.update(zip(keys, vals))
+    return {k: out[k] for k in values}
+
+
 class LookaheadReweighter(Reweighter):
     """What the one-step-lookahead methods share: batches, the virtual-step lr, scoring
     the whole pool, and applying a meta-gradient to a weight model."""
+
+    @classmethod
+    def check_config(cls, cfg, run_cfg) -> None:
+        check_lookahead_config(cfg, run_cfg)
+
+    def setup(self, ctx, optimizer):
+        super().setup(ctx, optimizer)
+        if not lookahead_params(ctx.adapter, self.cfg.lookahead_params):
+            raise ConfigError(f"method.lookahead_params={self.cfg.lookahead_params!r} selects no trainable "
+                              f"parameter of this model: the meta-gradient would be 0")
+        if self.cfg.inner_lr is not None and float(self.cfg.inner_lr) == 0:
+            ctx.warn(f"{type(self).__name__}: method.inner_lr=0: the virtual step does not move θ, so the "
+                     f"meta-gradient is 0 and the weights are never learned")
 
     def _batches(self, ctx, pool_idx, target_idx):
         return (*pool_batch(ctx, pool_idx), *pool_batch(ctx, target_idx, "target"))

@@ -1,5 +1,6 @@
 """Meta-Weight-Net (Shu et al., NeurIPS 2019) — a one-step-lookahead bilevel baseline;
-the shared lookahead machinery is in :mod:`selbench.methods.lookahead`."""
+the shared lookahead machinery is in :mod:`selbench.methods.lookahead`. Equation, knobs,
+departures and measurements: ``docs/methods/mwnet.md``."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -9,7 +10,8 @@ import torch
 from torch import Tensor, nn
 
 from selbench.methods.base import MethodConfig
-from selbench.methods.lookahead import LookaheadReweighter, one_step_lookahead, param_dtype
+from selbench.methods.lookahead import (LookaheadReweighter, check_range, effective_sample_fraction,
+                                        one_step_lookahead, param_dtype, step_stats)
 from selbench.methods.registry import register_method
 
 
@@ -67,11 +69,23 @@ class MWNet(LookaheadReweighter):
     ``pool_weights``: ``V`` applied to the current per-example losses of the whole
     pool (model in eval mode, chunked, no_grad; the forwards are counted).
 
+    Step diagnostics (curve ``train_<name>``): ``target_loss_lookahead`` (L_m(θ'(φ)) before
+    the meta step), ``v_mean`` (mean raw ``V(l)`` ∈ (0, 1): near 0 or 1 = a saturated
+    weighting function), ``weight_max`` (largest weight relative to the batch mean),
+    ``weight_ess`` (effective sample fraction of the batch's weights: 1 = uniform, i.e.
+    plain ERM).
+
     Departures: the virtual step is plain SGD at the main lr (as in the code's
     ``update_params``); the CIFAR lr decay of α follows the runner's schedule.
     """
     budget_use = "none"
 
+    @classmethod
+    def check_config(cls, cfg, run_cfg) -> None:
+        super().check_config(cfg, run_cfg)
+        check_range("method.hidden", cfg.hidden, 1)
+        check_range("method.meta_lr", cfg.meta_lr, 0, open_lo=True)
+        check_range("method.meta_weight_decay", cfg.meta_weight_decay, 0)
 
     def setup(self, ctx, optimizer):
         super().setup(ctx, optimizer)
@@ -95,13 +109,14 @@ class MWNet(LookaheadReweighter):
         self.optimizer.zero_grad(set_to_none=True)
         losses = ctx.adapter.per_example_loss(x, y)
         with torch.no_grad():
-            w = self._weights(losses.detach())
+            v = self.vnet(losses.detach())
+            w = sum_normalise(v) if cfg.normalize else v
         loss = (w * losses).sum() if cfg.normalize else (w * losses).mean()
         loss.backward()
         ctx.cost.count(backward=len(x), train=len(x))
         self.optimizer.step()
-        return {"loss": float(loss.detach()), "target_loss_lookahead": float(la.target_loss.detach()),
-                "weight_max": float(w.max())}
+        return step_stats(loss=loss, target_loss_lookahead=la.target_loss, v_mean=v.mean(),
+                          weight_max=w.max() / w.mean().clamp_min(torch.finfo(w.dtype).tiny), weight_ess=effective_sample_fraction(w))
 
     def pool_weights(self, ctx):
         return self._score_pool(ctx, lambda x, y: self.vnet(ctx.adapter.per_example_loss(x, y))).float()

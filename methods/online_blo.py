@@ -1,6 +1,7 @@
 """Online BLO: online bilevel data selection (Grangier et al., TMLR 2024), the BLO
 baseline of the BADS paper; the shared lookahead machinery is in
-:mod:`selbench.methods.lookahead`."""
+:mod:`selbench.methods.lookahead`. Equation, knobs, departures and measurements:
+``docs/methods/online_blo.md``."""
 from __future__ import annotations
 
 import math
@@ -15,8 +16,24 @@ from selbench.core.errors import ConfigError
 from selbench.core.modes import frozen_buffers
 from selbench.core.sampling import CyclicSampler
 from selbench.methods.base import MethodConfig, RunContext, weighted_step
-from selbench.methods.lookahead import LookaheadReweighter, one_step_lookahead, param_dtype, pool_batch
+from selbench.methods.lookahead import (Choice, LookaheadReweighter, check_range, effective_sample_fraction,
+                                        one_step_lookahead, param_dtype, pool_batch, step_stats)
 from selbench.methods.registry import register_method
+
+
+class ScorerFeatures(Choice):
+    """The weight model's input (see :class:`EmbeddingScorer`)."""
+
+    embed = "embed"
+    embed_label = "embed_label"
+    embed_x_label = "embed_x_label"
+
+
+class SelectionRule(Choice):
+    """How ``k`` of the ``L`` scored examples are kept."""
+
+    top = "top"        # the k highest scores
+    sample = "sample"  # k without replacement, probability ∝ softmax(scores) (Gumbel top-k)
 
 
 class EmbeddingScorer(nn.Module):
@@ -33,13 +50,13 @@ class EmbeddingScorer(nn.Module):
     output layer starts at zero, so selection starts uniform at random.
     """
 
-    FEATURES = ("embed", "embed_label", "embed_x_label")
+    FEATURES = tuple(f.value for f in ScorerFeatures)
 
     def __init__(self, embed_dim: int, num_classes: int, features: str = "embed_label", hidden: int = 0):
         super().__init__()
-        if features not in self.FEATURES:
-            raise ConfigError(f"method.features={features!r} (choose from: {', '.join(self.FEATURES)})")
-        self.num_classes, self.features = num_classes, features
+        if str(features) not in self.FEATURES:
+            raise ConfigError(f"method.features={str(features)!r} (choose from: {', '.join(self.FEATURES)})")
+        self.num_classes, self.features = num_classes, str(features)
         d = {"embed": embed_dim, "embed_label": embed_dim + num_classes,
              "embed_x_label": embed_dim * num_classes + num_classes}[features]
         last = nn.Linear(d if hidden <= 0 else hidden, 1)
@@ -63,13 +80,14 @@ class BLOConfig(MethodConfig):
     weight_weight_decay: float = 0.0
     weight_hidden: int = 0          # 0 = linear scorer (as BADS's weight net)
     #: scorer input: embed | embed_label (BADS: embedding ⊕ one-hot) | embed_x_label (per-label linear)
-    features: str = "embed_x_label"
+    features: ScorerFeatures = ScorerFeatures.embed_x_label
     #: α of the virtual step; null = the main optimiser's current lr
     inner_lr: Optional[float] = None
+    #: parameters the virtual step moves: all | trainable | head | last:<k> (+ lora, layers:<k> for text)
     lookahead_params: str = "all"
     #: top: keep the β·L highest scores of the large batch; sample: draw β·L without
     #: replacement with probability ∝ softmax(scores) (Gumbel top-k)
-    selection: str = "sample"
+    selection: SelectionRule = SelectionRule.sample
     #: size L of the scored pool batch; null = ⌈batch_size / β⌉ (so β·L = batch_size), capped
     large_batch: Optional[int] = None
     max_large_batch: int = 2048
@@ -99,13 +117,25 @@ class OnlineBLO(LookaheadReweighter):
     3. **Real step** of the runner's optimiser on the uniform mean loss of the kept
        examples (+ the target batch if ``include_target_in_step``).
 
+    **Kept count.** ``k = round(β·L)`` with ``L = ⌈batch_size / β⌉`` (capped by
+    ``max_large_batch`` and the pool), so ``k ≈ batch_size``. Under
+    ``runner.match_examples`` (the default) ``k`` is ``runner.batch_size`` (minus the
+    target batch if ``include_target_in_step``), whatever the caps did to ``L``: every
+    method trains on as many examples per step. When that changes ``k`` (a capped ``L``,
+    e.g. a small pool at a tiny β) the run says so through ``ctx.warn``.
+
     ``pool_weights``: ``N · softmax(s)`` over the whole pool (mean 1; same ranking as
     the top-k rule), embeddings in eval mode, chunked, forwards counted.
 
-    Departures (the paper's details are thin, METHODS.md §2): Grangier et al. solve the
-    bilevel problem with SOBA (a running estimate of the inverse-Hessian–vector
-    product) rather than a one-step lookahead; here the meta-gradient is the one-step
-    lookahead shared with L2RW and MW-Net, as METHODS.md specifies. The weight model is
+    Step diagnostics (curve ``train_<name>``): ``target_loss_lookahead`` (L_m(θ'(φ)) before
+    the meta step), ``weight_ess`` (effective sample fraction of the meta batch's soft
+    weights: 1 = the scorer is still uniform), ``n_kept`` (k).
+
+    Departures (the paper's details are thin; see docs/methods/online_blo.md): Grangier
+    et al. solve the bilevel problem with SOBA (a running estimate of the inverse-
+    Hessian–vector product) rather than a one-step lookahead; here the meta-gradient is
+    the one-step lookahead shared with L2RW and MW-Net, as the benchmark's method spec
+    asks. The weight model is
     trained on a *uniform* pool batch (unbiased, every example can receive signal),
     while the main model trains on the *filtered* large batch (our reading of the
     paper's big-batch filtering; no official code was found to confirm it). Soft
@@ -121,25 +151,61 @@ class OnlineBLO(LookaheadReweighter):
     """
     budget_use = "hard"  # keeps β of each scored large batch
 
+    @classmethod
+    def check_config(cls, cfg, run_cfg) -> None:
+        super().check_config(cfg, run_cfg)
+        check_range("method.weight_lr", cfg.weight_lr, 0, open_lo=True)
+        check_range("method.weight_weight_decay", cfg.weight_weight_decay, 0)
+        check_range("method.weight_hidden", cfg.weight_hidden, 0)
+        check_range("method.large_batch", cfg.large_batch, 1, optional=True)
+        check_range("method.max_large_batch", cfg.max_large_batch, 1)
+        if cfg.large_batch is not None and cfg.large_batch > cfg.max_large_batch:
+            raise ConfigError(f"method.large_batch={cfg.large_batch} exceeds method.max_large_batch="
+                              f"{cfg.max_large_batch} (raise the cap or lower large_batch)")
+        rc = run_cfg.runner if run_cfg is not None else None
+        if rc is not None and rc.get("match_examples", False):
+            extra = int(rc.target_batch_size) if cfg.include_target_in_step else 0
+            if int(rc.batch_size) - extra < 1:
+                raise ConfigError(f"method.include_target_in_step under runner.match_examples needs runner.batch_size "
+                                  f"({rc.batch_size}) > runner.target_batch_size ({rc.target_batch_size})")
+            if cfg.large_batch is not None and cfg.large_batch < int(rc.batch_size) - extra:
+                raise ConfigError(f"method.large_batch={cfg.large_batch} < the {int(rc.batch_size) - extra} examples "
+                                  f"runner.match_examples keeps per step (raise it, or set it to null)")
 
     def setup(self, ctx, optimizer):
         super().setup(ctx, optimizer)
         cfg = self.cfg
-        if cfg.selection not in ("top", "sample"):
-            raise ConfigError(f"method.selection={cfg.selection!r} (choose from: top, sample)")
         # Label-conditioned features need class labels; text examples have none, so there the
         # scorer sees the sequence embedding alone (as in the BADS paper's NLG / LLM runs).
-        features = cfg.features if ctx.adapter.has_class_labels else "embed"
+        features = cfg.features if ctx.adapter.has_class_labels else ScorerFeatures.embed
+        if features != cfg.features:
+            ctx.warn(f"blo: method.features={cfg.features} needs class labels; this task has none, so the "
+                     f"scorer uses the embedding alone (features=embed)")
         self.scorer = EmbeddingScorer(ctx.adapter.embed_dim, ctx.num_classes, features, cfg.weight_hidden)
         self.scorer.to(ctx.device, param_dtype(ctx.model))
         self.w_opt = torch.optim.Adam(self.scorer.parameters(), lr=cfg.weight_lr, weight_decay=cfg.weight_weight_decay)
-        L = cfg.large_batch if cfg.large_batch is not None else math.ceil(ctx.batch_size / max(ctx.budget, 1e-12))
-        self.L = int(max(1, min(L, cfg.max_large_batch, ctx.n_pool)))
-        self.k = int(max(1, min(self.L, round(ctx.budget * self.L))))
-        if ctx.match_examples:  # train on as many examples per step as every other method
-            extra = ctx.target_batch_size if cfg.include_target_in_step else 0
-            self.k = int(max(1, min(self.L, ctx.train_batch_size - extra)))
+        self.L, self.k = self.kept_count(ctx)
         self.sampler = CyclicSampler(ctx.n_pool, ctx.generator)
+
+    def kept_count(self, ctx) -> tuple[int, int]:
+        """``(L, k)``: the scored batch and how many of it the real step trains on (class docstring)."""
+        cfg = self.cfg
+        uncapped = cfg.large_batch if cfg.large_batch is not None else math.ceil(ctx.batch_size / max(ctx.budget, 1e-12))
+        L = int(max(1, min(uncapped, cfg.max_large_batch, ctx.n_pool)))
+        k = int(max(1, min(L, round(ctx.budget * L))))
+        if not ctx.match_examples:
+            return L, k
+        extra = ctx.target_batch_size if cfg.include_target_in_step else 0
+        want = int(max(1, ctx.train_batch_size - extra))
+        k_matched = min(L, want)
+        if k_matched < want:
+            ctx.warn(f"blo: the scored batch L={L} is smaller than the {want} pool examples runner.match_examples "
+                     f"asks for; every step trains on all {L} scored examples (no selection)")
+        elif k_matched != k and (cfg.large_batch is not None or L < uncapped):  # else k ≈ batch_size anyway
+            ctx.warn(f"blo: runner.match_examples keeps k={k_matched} of each scored batch of L={L} "
+                     f"(k/L={k_matched / L:.3g}) instead of round(β·L)={k} (β={ctx.budget:g}); "
+                     f"runner.match_examples=false keeps the paper's {k}")
+        return L, k_matched
 
     def _scores(self, ctx, x, y) -> Tensor:
         # scoring is not training: in train mode the embedding pass would otherwise fold
@@ -164,7 +230,7 @@ class OnlineBLO(LookaheadReweighter):
         xb, yb = pool_batch(ctx, big)
         with torch.no_grad():
             sb = self._scores(ctx, xb, yb).float().cpu()
-        if cfg.selection == "sample":
+        if cfg.selection == SelectionRule.sample:
             u = torch.rand(len(sb), generator=ctx.generator).clamp_(1e-20, 1 - 1e-7)
             sb = sb - torch.log(-torch.log(u))  # Gumbel-top-k = sampling without replacement ∝ softmax
         keep = big[torch.topk(sb, self.k).indices]
@@ -174,7 +240,8 @@ class OnlineBLO(LookaheadReweighter):
         if cfg.include_target_in_step:
             xk, yk = torch.cat([xk, xt]), torch.cat([yk, yt])
         loss = weighted_step(ctx, self.optimizer, xk, yk)
-        return {"loss": float(loss.detach()), "target_loss_lookahead": float(la.target_loss.detach()), "n_kept": float(len(keep))}
+        return step_stats(loss=loss, target_loss_lookahead=la.target_loss,
+                          weight_ess=effective_sample_fraction(la.weights.detach()), n_kept=float(len(keep)))
 
     def effective_budget(self, ctx):
         """k/L: the fraction of every scored large batch that is trained on (β unless L was capped)."""

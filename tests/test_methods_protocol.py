@@ -4,7 +4,7 @@ from dataclasses import dataclass
 import pytest
 import torch
 
-from conftest import TINY, compose_cfg
+from conftest import TINY, compose_cfg, selbench
 from selbench.methods.base import MethodConfig, Reweighter, Selection, Selector, weighted_step
 from selbench.methods.registry import get_method, register_method, unregister_method
 from selbench.core.errors import ConfigError
@@ -54,6 +54,15 @@ def test_typed_method_config_rejects_wrong_type(tmp_path):
             compose_cfg(TINY + ["method=typed_tmp", "method.keep=abc"], tmp_path)
     finally:
         unregister_method("typed_tmp")
+
+
+def test_a_bad_enum_choice_exits_2_with_one_line_before_launch(tmp_path):
+    """A method's typed choice (a str-mixin Enum field) is checked when the command line is composed."""
+    res = selbench("method=blo", "method.selection=nope", f"results_dir={tmp_path / 'results'}", cwd=tmp_path)
+    lines = res.stderr.strip().splitlines()
+    assert res.returncode == 2, res.stderr
+    assert len(lines) == 1 and lines[0].startswith("selbench: error:") and "method.selection=nope" in lines[0], lines
+    assert not (tmp_path / "results").exists() and not (tmp_path / "outputs").exists()  # nothing launched
 
 
 def test_a_throwaway_reweighter_runs_and_its_weights_are_scored(tmp_path):
