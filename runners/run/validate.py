@@ -70,6 +70,11 @@ def _one_line(e: Exception) -> str:
         opts = re.findall(r"^\t(\S+)$", msg, flags=re.M)
         return f"unknown {group} {name!r}" + (f" (choose from: {', '.join(opts)})" if opts else "")
     lines = [ln.strip() for ln in msg.splitlines() if ln.strip()]
+    cause = e.__cause__
+    if cause is not None and str(cause).strip():  # OmegaConf's reason: "Invalid value 'nope', expected one of [...]"
+        first = str(cause).strip().splitlines()[0].strip()
+        if first not in lines:
+            lines = lines[:1] + [first]
     return "; ".join(lines[:2]) if lines else type(e).__name__
 
 
