@@ -174,20 +174,18 @@ def make_ctx(tmp_path, method: str, overrides=()):
     """A real RunContext (the runner's scenario, model and adapter) for stepping a method by hand."""
     from omegaconf import OmegaConf
 
-    from selbench.methods.base import RunContext
-    from selbench.runners.tasks import vision
+    from selbench.runners.run.context import make_context
     from selbench.runners.run.loop import make_optimizer
+    from selbench.runners.tasks import vision
 
-    cfg = compose_cfg(TINY + [f"method={method}", *overrides], tmp_path)
+    cfg = compose_cfg(TINY + [f"method={method}", "runner.batch_size=32", "runner.target_batch_size=16", *overrides],
+                      tmp_path)
     torch.manual_seed(0)
     cost = CostTracker()
     scen = vision.build_scenario(cfg, 0)
     ad = vision.build_adapter(cfg, scen, cost, torch.device("cpu"))
     opt = make_optimizer(ad.model.parameters(), cfg.runner.optimizer)
-    ctx = RunContext(pool=scen.pool, target=scen.target, num_classes=scen.num_classes, modality=scen.modality,
-                     adapter=ad, budget=float(cfg.budget.fraction), seed=0, generator=torch.Generator().manual_seed(0),
-                     device=torch.device("cpu"), cost=cost, steps=10, batch_size=32, target_batch_size=16,
-                     make_optimizer=lambda p, o=None: make_optimizer(p, o or cfg.runner.optimizer))
+    ctx = make_context(cfg, scen, ad, cost, method_cls=get_method(method).cls, steps=10)
     m = get_method(method).cls(OmegaConf.to_object(cfg.method))
     m.setup(ctx, opt)
     return ctx, m, opt
