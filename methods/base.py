@@ -84,13 +84,16 @@ class Selection:
 
     ``target_repeats`` copies of the target set are appended (0 = not used).
     ``scores`` optionally holds the method's score for *every* pool example, so the
-    analysis can rank-score the selection beyond the chosen subset.
+    analysis can rank-score the selection beyond the chosen subset.  ``info`` holds
+    JSON-able numbers about the selection (e.g. its log-det, its gradient time); it lands
+    in ``record["selection"]``.
     """
 
     pool_indices: Tensor
     pool_weights: Tensor | None = None
     target_repeats: int = 0
     scores: Tensor | None = None
+    info: dict = field(default_factory=dict)
 
     def pool_weight_vector(self, n_pool: int) -> Tensor:
         w = torch.zeros(n_pool)

@@ -47,7 +47,7 @@ def _fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | Non
 def prepare_selector(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
     if restored:  # resumed run: the selection was made before the interruption
         sel = Selection(restored["pool_indices"], restored.get("pool_weights"), int(restored["target_repeats"]),
-                        restored.get("scores"))
+                        restored.get("scores"), restored.get("info") or {})
     else:
         with cost.phase("select"):
             sel = method.select(ctx)
@@ -65,13 +65,13 @@ def prepare_selector(method, ctx: RunContext, optimizer, cost, restored: dict | 
     w_all = torch.cat(weights) if sel.pool_weights is not None else None
     vec = sel.pool_weight_vector(ctx.n_pool)
     summary = {"n_selected": len(idx), "effective_budget": len(idx) / max(ctx.n_pool, 1),
-               "target_repeats": sel.target_repeats, "n_train": len(data)}
+               "target_repeats": sel.target_repeats, "n_train": len(data), **sel.info}
     artifacts = {"pool_indices": idx.numpy(), "pool_weights": vec.numpy()}
     if sel.scores is not None:
         artifacts["scores"] = sel.scores.float().cpu().numpy()
     step_fn, sampler = _fixed_set_trainer(ctx, data, w_all, optimizer)
     output = {"pool_indices": idx, "pool_weights": sel.pool_weights, "target_repeats": sel.target_repeats,
-              "scores": sel.scores}
+              "scores": sel.scores, "info": sel.info}
     return Prepared(step_fn, lambda: vec, summary, artifacts, [sampler], output)
 
 
