@@ -52,8 +52,22 @@ class TaskAdapter(Protocol):
     def scalar_output(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         """One scalar for a *single* example (margin / log-odds), for ``vmap(grad(...))``."""
 
+    def per_example_output(self, x: Tensor, y: Tensor) -> Tensor:
+        """``[B]`` batched, differentiable ``scalar_output`` (the factored gradient path backpropagates its sum)."""
+
+    def single_loss(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
+        """The loss of a *single* example, for ``vmap(grad(...))``."""
+
+    def prepare_batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` on the device and trimmed as the task needs, before ``vmap`` over examples."""
+
     def per_example_grads(self, x: Tensor, y: Tensor, which: str = "head", fn: str = "loss") -> Tensor:
         """``[B, P]`` flattened per-example gradients of the loss (or ``scalar_output``) w.r.t. ``param_subset(which)``."""
+
+    def grad_features(self, x: Tensor, y: Tensor, spec=None) -> Tensor:
+        """``[N, d]`` per-example gradient features (``core.grads.GradSpec``: subset, fn, projection none |
+        dense (blockwise seeded Gaussian) | factored (LoGra, nn.Linear layers), dim, seed), streamed in chunks.
+        The one gradient engine is ``core.grads``; adapters delegate to it."""
 
     def evaluate(self, split: Split) -> dict:
         """Metrics of the current model on ``split``."""

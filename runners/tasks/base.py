@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import torch
 from torch import Tensor, nn
-from torch.func import functional_call, grad, vmap
+from torch.func import functional_call
 
+from selbench.core import grads as _grads
 from selbench.core.cost import CostTracker
 from selbench.core.errors import ConfigError
-from selbench.core.modes import eval_mode
 
 
 class TaskAdapter:
@@ -43,57 +43,64 @@ class TaskAdapter:
 
     # -- parameter subsets -----------------------------------------------------------------------
     def param_subset(self, which: str = "head") -> dict[str, Tensor]:
-        """``all`` | ``trainable`` | ``last:<k>`` (the last k parameter tensors) | the task's own (``_subset``)."""
+        """``all`` | ``trainable`` | ``last:<k>`` (the last k parameter tensors) | ``linears:<subset>``
+        (the ``nn.Linear`` parameters of another subset: what the factored gradient path takes) |
+        the task's own (``_subset``)."""
         named = dict(self.model.named_parameters())
         if which == "all":
             return named
         if which == "trainable":
             return {k: v for k, v in named.items() if v.requires_grad}
+        if which.startswith("linears:"):  # the nn.Linear weights / biases (LoRA A/B included) of a subset
+            inner = self.param_subset(which.split(":", 1)[1])
+            owned = {id(t) for m in self.model.modules() if isinstance(m, nn.Linear)
+                     for t in (m.weight, m.bias) if t is not None}
+            return {k: v for k, v in inner.items() if id(v) in owned}
         if which.startswith("last:"):
             keys = list(named)[-int(which.split(":")[1]):]
             return {k: named[k] for k in keys}
         out = self._subset(which, named)
         if out is None:
             raise ConfigError(f"parameter subset {which!r} (choose from: "
-                              f"{', '.join(('all', 'trainable', *self.SUBSETS, 'last:<k>'))})")
+                              f"{', '.join(('all', 'trainable', *self.SUBSETS, 'last:<k>', 'linears:<subset>'))})")
         return out
 
     def _subset(self, which: str, named: dict[str, Tensor]) -> dict[str, Tensor] | None:
         return None
 
-    # -- per-example gradients -------------------------------------------------------------------
+    # -- per-example gradients (one engine: core/grads.py) --------------------------------------------
     def _prepare(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
         return self.to_device(x), self.to_device(y)
+
+    def prepare_batch(self, x: Tensor, y: Tensor) -> tuple[Tensor, Tensor]:
+        """``(x, y)`` on the device, trimmed as the task needs, for per-example ``vmap``."""
+        return self._prepare(x, y)
 
     def _single_loss(self, params, x, y) -> Tensor:
         raise NotImplementedError
 
+    def single_loss(self, params, x, y) -> Tensor:
+        """The loss of one example (``params`` through ``functional_call``), for ``vmap(grad(...))``."""
+        return self._single_loss(params, x, y)
+
     def scalar_output(self, params, x, y) -> Tensor:
+        raise NotImplementedError
+
+    def per_example_output(self, x: Tensor, y: Tensor) -> Tensor:
+        """``[B]`` batched ``scalar_output`` (differentiable), for the factored gradient path."""
         raise NotImplementedError
 
     def per_example_grads(self, x: Tensor, y: Tensor, which: str = "head", fn: str = "loss",
                           chunk: int = 256) -> Tensor:
         """Flattened per-example gradients ``[B, P]`` of the loss (``fn=loss``) or ``scalar_output``
-        (``fn=output``) w.r.t. ``param_subset(which)``.
+        (``fn=output``) w.r.t. ``param_subset(which)``: ``core.grads.per_example_grads``.
 
         The model is in eval mode (BatchNorm uses running statistics, dropout is off), so each
         example's gradient is its own; that is the usual choice in LESS / TRAK.  Models that
         ``vmap`` cannot trace (``model.vmap_ok = False``) fall back to an exact per-example loop.
         """
-        params = {k: v.detach() for k, v in self.param_subset(which).items()}
-        f = self._single_loss if fn == "loss" else self.scalar_output
-        with eval_mode(self.model):
-            x, y = self._prepare(x, y)
-            if getattr(self.model, "vmap_ok", True):
-                out = vmap(grad(f), in_dims=(None, 0, 0), chunk_size=chunk)(params, x, y)
-                flat = torch.cat([out[k].reshape(len(x), -1) for k in params], dim=1)
-            else:
-                rows = []
-                for i in range(len(x)):
-                    p = {k: v.clone().requires_grad_(True) for k, v in params.items()}
-                    g = torch.autograd.grad(f(p, x[i], y[i]), list(p.values()), allow_unused=True)
-                    rows.append(torch.cat([(gi if gi is not None else torch.zeros_like(v)).reshape(-1)
-                                           for gi, v in zip(g, p.values())]))
-                flat = torch.stack(rows) if rows else torch.zeros(0, sum(v.numel() for v in params.values()))
-        self.cost.count(forward=len(x), backward=len(x))
-        return flat
+        return _grads.per_example_grads(self, x, y, which, fn, chunk)
+
+    def grad_features(self, x: Tensor, y: Tensor, spec: "_grads.GradSpec | None" = None) -> Tensor:
+        """``[N, d]`` (projected) per-example gradient features, streamed: ``core.grads.grad_features``."""
+        return _grads.grad_features(self, x, y, spec)

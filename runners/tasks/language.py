@@ -11,9 +11,12 @@
   the log-odds ``log p(y_t) − log(1 − p(y_t))`` (DsDm / TRAK's LM output);
 - ``param_subset(which)``: ``all`` | ``trainable`` | ``head`` (LoRA adapters when the
   model has them, else the last transformer block and the final norm) | ``lora`` |
-  ``last:<k>`` (last k parameter tensors) | ``layers:<k>`` (the last k blocks + final norm);
+  ``last:<k>`` (last k parameter tensors) | ``layers:<k>`` (the last k blocks + final norm) |
+  ``linears:<subset>`` (the ``nn.Linear`` parameters of a subset);
 - ``per_example_grads(x, y, which, fn)`` → ``[B, P]`` (vmap for the from-scratch model,
-  an exact per-example loop for transformers models);
+  an exact per-example loop for transformers models) and ``grad_features(x, y, spec)`` →
+  ``[B, d]`` (projected / factored; the engine in ``core/grads.py``);
+  ``per_example_output(x, y)`` → ``[B]`` batched ``scalar_output``;
 - ``evaluate(split)`` → ``accuracy`` (next-token accuracy on target tokens), ``loss``
   = ``nll`` (mean target-token NLL), ``perplexity``, ``sequence_loss`` (mean of per-example
   losses, the training objective), ``exact_match`` (every target token is the argmax:
@@ -197,6 +200,17 @@ class LanguageAdapter(TaskAdapter):
         hit = torch.arange(logits.shape[-1], device=logits.device) == ys[:, None]  # one_hot is not vmap-safe
         others = logits.masked_fill(hit, float("-inf"))
         return ((correct - torch.logsumexp(others, dim=-1)) * mask).sum()
+
+    def per_example_output(self, x: Tensor, y: Tensor) -> Tensor:
+        """``[B]`` batched ``scalar_output`` (sum of target-token log-odds)."""
+        x, y = self._trim(x, y)
+        logits = self.forward(x)
+        y = self.to_device(y)
+        mask = y != IGNORE
+        ys = y.clamp_min(0)
+        correct = logits.gather(-1, ys[..., None])[..., 0]
+        others = logits.masked_fill(F.one_hot(ys, logits.shape[-1]).bool(), float("-inf"))
+        return ((correct - torch.logsumexp(others, dim=-1)) * mask).sum(-1)
 
     def _single_loss(self, params, x, y):
         logits = functional_call(self.model, params, (x.unsqueeze(0),))

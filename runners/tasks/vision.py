@@ -6,7 +6,8 @@
 - ``embed(x)`` → ``[B, D]`` detached penultimate features (``model.features``);
 - ``scalar_output(params, x, y)`` → the margin of one example (TRAK's classification output);
 - ``param_subset(which)``: ``all`` | ``trainable`` | ``head`` (final linear layer) | ``last:<k>``;
-- ``per_example_grads(x, y, which, fn)`` → ``[B, P]`` (``vmap(grad)``, see ``tasks/base.py``);
+- ``per_example_grads(x, y, which, fn)`` → ``[B, P]`` and ``grad_features(x, y, spec)`` → ``[B, d]``
+  (the engine in ``core/grads.py``); ``per_example_output(x, y)`` → ``[B]`` batched margins;
 - ``evaluate(split)`` → accuracy, balanced accuracy, loss, per-class accuracy.
 """
 from __future__ import annotations
@@ -84,6 +85,14 @@ class VisionAdapter(TaskAdapter):
         """Margin ``logit_y − logsumexp_{j≠y} logit_j`` of one example (TRAK's classification output)."""
         logits = functional_call(self.model, params, (x.unsqueeze(0),))[0]
         correct = logits[y]
+        others = logits.masked_fill(F.one_hot(y, logits.shape[-1]).bool(), float("-inf"))
+        return correct - torch.logsumexp(others, dim=-1)
+
+    def per_example_output(self, x: Tensor, y: Tensor) -> Tensor:
+        """``[B]`` margins (batched ``scalar_output``)."""
+        logits = self.forward(x)
+        y = self.to_device(y)
+        correct = logits.gather(1, y[:, None])[:, 0]
         others = logits.masked_fill(F.one_hot(y, logits.shape[-1]).bool(), float("-inf"))
         return correct - torch.logsumexp(others, dim=-1)
 
