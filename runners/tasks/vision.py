@@ -84,8 +84,9 @@ class VisionAdapter(TaskAdapter):
     def scalar_output(self, params: dict[str, Tensor], x: Tensor, y: Tensor) -> Tensor:
         """Margin ``logit_y − logsumexp_{j≠y} logit_j`` of one example (TRAK's classification output)."""
         logits = functional_call(self.model, params, (x.unsqueeze(0),))[0]
-        correct = logits[y]
-        others = logits.masked_fill(F.one_hot(y, logits.shape[-1]).bool(), float("-inf"))
+        correct = logits.gather(0, y.reshape(1))[0]  # vmap-safe (no indexing by a traced value)
+        hit = torch.arange(logits.shape[-1], device=logits.device) == y
+        others = logits.masked_fill(hit, float("-inf"))
         return correct - torch.logsumexp(others, dim=-1)
 
     def per_example_output(self, x: Tensor, y: Tensor) -> Tensor:
