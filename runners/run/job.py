@@ -20,12 +20,13 @@ from selbench.methods.registry import get_method
 from selbench.runners.run import checkpoint as ckpt
 from selbench.runners.run import record as rec
 from selbench.core.cost import CostTracker
+from selbench.core.data import Split
 from selbench.core.errors import ConfigError, DataError, DivergedError, SelbenchError
 from selbench.runners.run.loggers import make_logger
 from selbench.runners.tasks import task_module
 from selbench.runners.tasks.metrics import selection_quality
 from selbench.runners.run.context import make_context
-from selbench.runners.run.prepare import PREPARE
+from selbench.runners.run.prepare import PREPARE, repeat_evaluation
 from selbench.runners.run.validate import check_config
 from selbench.runners.run.loop import make_optimizer, make_schedule, run_steps
 
@@ -185,6 +186,8 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
     schedule = make_schedule(optimizer, str(rc.schedule), steps)
     ctx = make_context(cfg, scenario, adapter, cost, method_cls=entry.cls, steps=steps, generator=g, log=logger.log,
                        warn=warnings.append)
+    if entry.cls.kind == "synthesizer":  # a synthesizer's own iterations obey the same scale cap as training
+        ctx.extra["max_steps"] = cfg.scale.get("max_steps")
     ck_path = run_dir / ckpt.CHECKPOINT
     state = ckpt.load(ck_path) if cfg.get("resume", True) and ck_path.exists() else None
     if state is not None and state.get("device", str(device)) != str(device):
@@ -253,6 +256,12 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
         final = evaluate()
         weights = prepared.pool_weights()
     summary = dict(prepared.summary)
+    evaluators = None
+    if entry.cls.kind == "synthesizer":  # N fresh evaluators on the synthetic set: mean ± std
+        out = prepared.output
+        evaluators = repeat_evaluation(cfg, runner, scenario, ctx, cost, Split(out["x"], out["y"]), out["weights"],
+                                       steps, final)
+        final = {**final, **{k: v for k, v in evaluators.items() if k.endswith(("_mean", "_std"))}}
     if track_weights:
         artifacts["pool_weights"] = weights.numpy()
         summary["effective_budget"] = method.effective_budget(ctx)
@@ -263,6 +272,7 @@ def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, arti
         "curve": curve,
         "steps": steps,
         "resumed_from_step": start or None,
+        **({"evaluators": evaluators} if evaluators is not None else {}),
         "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
         "selection": {**summary, "budget_use": entry.cls.budget_use, "quality": quality},
     }

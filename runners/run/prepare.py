@@ -87,19 +87,66 @@ def prepare_reweighter(method, ctx: RunContext, optimizer, cost, restored: dict 
 
 
 def prepare_synthesizer(method, ctx: RunContext, optimizer, cost, restored: dict | None = None) -> Prepared:
+    """The synthetic set is made once (cost phase ``synthesize``, kept in checkpoints) and the
+    runner's loop trains the evaluator on it.  ``info["pool_indices"]`` (the pool examples the set
+    was built from, if any) goes to ``selection.npz`` as a 0/1 pool weight, not into the record."""
     if restored:
         syn = Synthesis(Split(restored["x"], restored["y"]), int(restored["storage_bytes"]), restored.get("weights"),
                         restored.get("info") or {})
+        used = restored.get("pool_indices")
     else:
         with cost.phase("synthesize"):
             syn = method.synthesize(ctx)
+        used = syn.info.pop("pool_indices", None)
+    vec = torch.zeros(ctx.n_pool)
+    if used is not None:
+        vec[torch.as_tensor(used).long().cpu()] = 1.0
     summary = {"n_train": len(syn.data), "storage_bytes": syn.storage_bytes, **syn.info}
     step_fn, sampler = _fixed_set_trainer(ctx, syn.data, syn.weights, optimizer)
     output = {"x": syn.data.x, "y": syn.data.y, "storage_bytes": syn.storage_bytes, "weights": syn.weights,
-              "info": syn.info}
-    return Prepared(step_fn, lambda: torch.zeros(0), summary, {}, [sampler], output)
+              "info": syn.info, "pool_indices": used}
+    return Prepared(step_fn, lambda: vec, summary, {"pool_weights": vec.numpy()}, [sampler], output)
 
 
 PREPARE = {"selector": prepare_selector, "reweighter": prepare_reweighter, "synthesizer": prepare_synthesizer}
 
 
+
+
+def repeat_evaluation(cfg, runner, scenario, ctx: RunContext, cost, data: Split, weights, steps: int,
+                      first: dict) -> dict:
+    """Synthesizers only (``runner.eval_repeats`` = N > 1): train N − 1 more fresh evaluators
+    (seeds ``seed·1000 + r``) from scratch on the same synthetic set for the same steps, and
+    return test / val accuracy over all N (the first is the run's own evaluator) as mean ± std."""
+    import dataclasses
+    import statistics
+
+    from selbench.runners.run.loop import make_optimizer, make_schedule
+
+    n = int(cfg.runner.get("eval_repeats") or 1)
+    runs = [first]
+    for r in range(1, n):
+        seed = int(cfg.seed) * 1000 + r
+        torch.manual_seed(seed)
+        adapter = runner.build_adapter(cfg, scenario, cost, ctx.device)
+        opt = make_optimizer([p for p in adapter.model.parameters() if p.requires_grad], cfg.runner.optimizer)
+        sched = make_schedule(opt, str(cfg.runner.schedule), steps)
+        sub = dataclasses.replace(ctx, adapter=adapter, generator=torch.Generator().manual_seed(seed))
+        step_fn, _ = _fixed_set_trainer(sub, data, weights, opt)
+        with cost.phase("eval_repeats"):
+            for s in range(steps):
+                step_fn(s + 1)
+                if sched is not None:
+                    sched.step()
+            m = {f"test_{k}": v for k, v in adapter.evaluate(scenario.test).items()}
+            if scenario.val is not None and len(scenario.val):
+                m.update({f"val_{k}": v for k, v in adapter.evaluate(scenario.val).items()})
+        runs.append(m)
+    out: dict = {"repeats": n}
+    for key in ("test_accuracy", "val_accuracy"):
+        vals = [float(m[key]) for m in runs if m.get(key) is not None]
+        if vals:
+            out[key] = vals
+            out[f"{key}_mean"] = statistics.fmean(vals)
+            out[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
+    return out

@@ -1,0 +1,137 @@
+"""AutoPalette (Yuan et al., *Color-Oriented Redundancy Reduction in Dataset Distillation*,
+NeurIPS 2024) on the distribution-matching base (``methods/distill_dm.py``).
+
+Synthetic images are stored with ``colours`` (K) colours each — per-pixel indices plus a
+per-image palette — so more of them fit the byte budget of ``ipc`` full-colour images per
+class (``methods/storage.py``; honest accounting by default).  The palette network
+(``methods/palette_net.py``) and the images are trained jointly: the DM loss is computed on
+the *soft*-quantised images, plus the colour losses (``methods/palette_losses.py``)
+``α·L_maxcolour + β·L_balance + γ·L_pixel``.  The stored set is the *hard* (argmax) assignment
+with palettes on the 8-bit grid, so each image has at most K colours.  Initialisation:
+colour-guided graph-cut selection (``methods/colour_init.py``).  Everything the paper leaves
+open and every departure: ``docs/methods/autopalette.md``.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+
+from selbench.core.data import Split
+from selbench.methods import storage
+from selbench.methods.base import RunContext, Synthesis
+from selbench.methods.colour_init import colour_guided_init
+from selbench.methods.coreset_baselines import (BudgetedSynthesizer, Choice, SynthConfig, class_indices, iterations,
+                                                pixel_grid, random_pick, text_synthesis, to_8bit)
+from selbench.methods.distill_dm import dm_distill
+from selbench.methods.median_cut import check_colours, quantise_batch
+from selbench.methods.palette_losses import (balance_loss, hard_colours_used, max_colour_loss,
+                                             pixel_similarity_loss, usage_entropy)
+from selbench.methods.palette_net import PaletteNet, colours_used, compose
+from selbench.methods.registry import register_method
+from selbench.core.errors import ConfigError
+
+
+class Init(Choice):
+    graph_cut = "graph_cut"            # graph-cut on embeddings of colour-quantised real images (the paper's)
+    graph_cut_real = "graph_cut_real"  # graph-cut on embeddings of the unquantised images
+    random_real = "random_real"
+
+
+class PixelTarget(Choice):
+    original = "original"      # the unquantised synthetic image (detached)
+    median_cut = "median_cut"  # median-cut quantisation of the initial images
+
+
+@dataclass
+class AutoPaletteConfig(SynthConfig):
+    colours: int = 64
+    iterations: int = 100        # capped by scale.max_steps like every training loop
+    lr_img: float = 1.0          # paper, DM base, IPC 1/10
+    lr_palette: float = 0.05     # paper
+    batch_real: int = 32
+    embed_width: int = 64
+    embed_depth: int = 3
+    hidden: int = 256
+    max_colour_weight: float = 1.0   # α (paper 1)
+    balance_weight: float = 1.0      # β (paper 1)
+    pixel_weight: float = 0.0        # γ (paper 3, against median cut); off by default on CPU
+    pixel_target: PixelTarget = PixelTarget.original
+    init: Init = Init.graph_cut
+    init_candidates: int = 200       # real images per class the graph cut chooses from
+    init_embed_steps: int = 50
+    init_lambda: float = 0.5
+
+
+def _seeded_palette_net(channels: int, colours: int, hidden: int, g: torch.Generator) -> PaletteNet:
+    net = PaletteNet(channels, colours, hidden)
+    with torch.no_grad():
+        for p in net.parameters():
+            fan_in = p[0].numel() if p.dim() > 1 else p.numel()
+            bound = 1.0 / max(fan_in, 1) ** 0.5
+            p.copy_((torch.rand(p.shape, generator=g) * 2 - 1) * bound)
+    return net
+
+
+@register_method("autopalette", config=AutoPaletteConfig)
+class AutoPalette(BudgetedSynthesizer):
+    @classmethod
+    def check_config(cls, cfg, run_cfg) -> None:
+        super().check_config(cfg, run_cfg)
+        check_colours(cfg)
+        for k in ("max_colour_weight", "balance_weight", "pixel_weight", "init_lambda"):
+            if float(getattr(cfg, k)) < 0:
+                raise ConfigError(f"method.{k}={getattr(cfg, k)} must be ≥ 0")
+
+    def synthesize(self, ctx: RunContext) -> Synthesis:
+        cfg = self.cfg
+        if ctx.modality != "vision":
+            return text_synthesis(ctx, cfg, why="autopalette is an image method: on text it keeps random real examples")
+        shape, k = tuple(ctx.pool.x.shape[1:]), int(cfg.colours)
+        cost = storage.palette_cost(shape, ctx.num_classes, k, str(cfg.accounting))
+        n = storage.per_class_count(int(cfg.ipc), shape, ctx.num_classes, cost)
+        if cfg.init == Init.random_real:
+            idx = torch.cat([random_pick(ctx, i, min(n, len(i))) for i in class_indices(ctx) if len(i)])
+        else:
+            idx = colour_guided_init(ctx, n, k, candidates=max(int(cfg.init_candidates), n),
+                                     embed_steps=cfg.init_embed_steps, lam=cfg.init_lambda,
+                                     quantise=cfg.init == Init.graph_cut)
+        lo, hi = pixel_grid(ctx.pool)
+        syn0, y = ctx.pool.x[idx].clone(), ctx.pool.y[idx].clone()
+        net = _seeded_palette_net(shape[0], k, int(cfg.hidden), ctx.generator).to(ctx.device)
+        ref = quantise_batch(syn0, k, lo, hi).to(ctx.device) if cfg.pixel_target == PixelTarget.median_cut else None
+        trace: dict = {}
+
+        def transform(syn):
+            soft, m = net.soft(syn)
+            extra = cfg.max_colour_weight * max_colour_loss(m) + cfg.balance_weight * balance_loss(m)
+            if cfg.pixel_weight:
+                extra = extra + cfg.pixel_weight * pixel_similarity_loss(soft, syn.detach() if ref is None else ref)
+            trace.setdefault("first_usage_entropy", usage_entropy(m))
+            trace["last_usage_entropy"] = usage_entropy(m)
+            return soft, extra
+
+        def on_step(it: int, stats: dict) -> None:
+            trace.setdefault("first_dm_loss", stats["dm_loss"])
+            trace["last_dm_loss"] = stats["dm_loss"]
+
+        n_iter = iterations(ctx, cfg.iterations)
+        syn = dm_distill(ctx, syn0, y, iters=n_iter, lr_img=cfg.lr_img, batch_real=cfg.batch_real,
+                         width=cfg.embed_width, depth=cfg.embed_depth, transform=transform,
+                         extra_params=list(net.parameters()), lr_extra=cfg.lr_palette, on_step=on_step)
+        with torch.no_grad():
+            m = net.assign(syn)
+            ids, pal, _ = net.hard(syn)
+            pal = to_8bit(pal.cpu().permute(0, 2, 1).unsqueeze(-1), lo, hi).squeeze(-1).permute(0, 2, 1)
+            x = compose(ids.cpu(), pal)
+        budget = storage.budget_bits_per_class(int(cfg.ipc), shape, ctx.num_classes) * ctx.num_classes
+        info = storage.breakdown([(len(x), cost)], budget, str(cfg.accounting))
+        if not info["within_budget"]:
+            ctx.warn(f"autopalette: one {k}-colour image costs more than ipc={cfg.ipc} full-colour images here "
+                     f"(palette bits dominate small images); kept 1 per class, over budget")
+        used = colours_used(x).float()
+        return Synthesis(Split(x, y), info["storage_bytes"], info={
+            "ipc": int(cfg.ipc), "colours": k, "images_per_class": n, "iterations": n_iter, "init": str(cfg.init),
+            "bytes": info, "colours_used_mean": float(used.mean()), "colours_used_min": int(used.min()),
+            "palette_entries_used_mean": float(hard_colours_used(m.cpu()).float().mean()),
+            **{k_: round(v, 6) for k_, v in trace.items()}, "pool_indices": idx})
