@@ -187,3 +187,7 @@ def cifar10(root: str | None = None, **_) -> Source:
 @register_source("cifar100", needs_root=True)
 def cifar100(root: str | None = None, **_) -> Source:
     return _torchvision("CIFAR100", root)
+
+
+from selbench.datasets.colour_sources import COLOUR_SOURCES  # noqa: E402  colour sets (imports only the core)
+SOURCES.update(COLOUR_SOURCES)

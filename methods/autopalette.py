@@ -25,7 +25,7 @@ from selbench.methods.coreset_baselines import (BudgetedSynthesizer, Choice, Syn
                                                 pixel_grid, random_pick, text_synthesis, to_8bit)
 from selbench.methods.distill_dm import dm_distill
 from selbench.methods.median_cut import check_colours, quantise_batch
-from selbench.methods.palette_losses import (balance_loss, hard_colours_used, max_colour_loss,
+from selbench.methods.palette_losses import (balance_loss, hard_colours_used, hard_usage_entropy, max_colour_loss,
                                              pixel_similarity_loss, usage_entropy)
 from selbench.methods.palette_net import PaletteNet, colours_used, compose
 from selbench.methods.registry import register_method
@@ -107,8 +107,9 @@ class AutoPalette(BudgetedSynthesizer):
             extra = cfg.max_colour_weight * max_colour_loss(m) + cfg.balance_weight * balance_loss(m)
             if cfg.pixel_weight:
                 extra = extra + cfg.pixel_weight * pixel_similarity_loss(soft, syn.detach() if ref is None else ref)
-            trace.setdefault("first_usage_entropy", usage_entropy(m))
-            trace["last_usage_entropy"] = usage_entropy(m)
+            if "first_hard_usage_entropy" not in trace:
+                trace["first_hard_usage_entropy"] = hard_usage_entropy(m.detach())
+                trace["first_colours_used_mean"] = float(hard_colours_used(m.detach()).float().mean())
             return soft, extra
 
         def on_step(it: int, stats: dict) -> None:
@@ -134,4 +135,5 @@ class AutoPalette(BudgetedSynthesizer):
             "ipc": int(cfg.ipc), "colours": k, "images_per_class": n, "iterations": n_iter, "init": str(cfg.init),
             "bytes": info, "colours_used_mean": float(used.mean()), "colours_used_min": int(used.min()),
             "palette_entries_used_mean": float(hard_colours_used(m.cpu()).float().mean()),
+            "hard_usage_entropy": round(hard_usage_entropy(m.cpu()), 6), "usage_entropy": round(usage_entropy(m.cpu()), 6),
             **{k_: round(v, 6) for k_, v in trace.items()}, "pool_indices": idx})

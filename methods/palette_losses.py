@@ -38,3 +38,11 @@ def hard_colours_used(m: Tensor) -> Tensor:
     k = m.shape[1]
     idx = m.argmax(1).flatten(1)
     return torch.stack([torch.bincount(i, minlength=k).gt(0).sum() for i in idx])
+
+
+def hard_usage_entropy(m: Tensor) -> float:
+    """Mean over images of the entropy (nats) of the argmax colour histogram: what storage sees."""
+    k = m.shape[1]
+    counts = torch.stack([torch.bincount(i, minlength=k) for i in m.argmax(1).flatten(1)]).float()
+    p = counts / counts.sum(1, keepdim=True)
+    return float(-(p * p.clamp_min(1e-12).log()).sum(1).mean())
