@@ -58,7 +58,7 @@ class AutoPaletteConfig(SynthConfig):
     pixel_weight: float = 0.0        # γ (paper 3, against median cut); off by default on CPU
     pixel_target: PixelTarget = PixelTarget.original
     init: Init = Init.graph_cut
-    init_candidates: int = 200       # real images per class the graph cut chooses from
+    init_candidates: int = 100       # real images per class the graph cut chooses from
     init_embed_steps: int = 50
     init_lambda: float = 0.5
 
