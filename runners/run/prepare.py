@@ -124,6 +124,8 @@ def repeat_evaluation(cfg, runner, scenario, ctx: RunContext, cost, data: Split,
     from selbench.runners.run.loop import make_optimizer, make_schedule
 
     n = int(cfg.runner.get("eval_repeats") or 1)
+    cap = cfg.scale.get("max_eval_repeats")
+    n = min(n, int(cap)) if cap is not None else n
     runs = [first]
     for r in range(1, n):
         seed = int(cfg.seed) * 1000 + r
