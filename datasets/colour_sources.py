@@ -13,7 +13,6 @@ standardised per channel with their train statistics.  ``COLOUR_SOURCES`` is mer
 from __future__ import annotations
 
 import functools
-import gzip
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -23,6 +22,7 @@ import torch
 from selbench.core.data import Split
 from selbench.core.errors import DataError
 from selbench.core.registry import Registry
+from selbench.datasets.idx import read_idx
 
 COLOUR_SOURCES = Registry("dataset")
 
@@ -85,26 +85,10 @@ FASHION_CLASSES = ["T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
                    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot"]
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
-    if len(data) < 8 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{path} is not an IDX file (bad magic bytes)")
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(data[3])]
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * len(dims))
-    if body.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated")
-    return body.reshape(dims)
-
-
 def _idx(root: Path, stem: str) -> np.ndarray:
     for name in (f"{stem}.gz", stem):
         if (root / name).exists():
-            return _read_idx(root / name)
+            return read_idx(root / name)
     raise DataError(f"Fashion-MNIST not found ({root / stem}.gz missing): `apt-get install dataset-fashion-mnist` "
                     f"or dataset.root=<dir with the IDX files>")
 

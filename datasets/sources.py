@@ -6,7 +6,6 @@ sklearn's digits); torchvision datasets read from a user-given ``root``.
 """
 from __future__ import annotations
 
-import gzip
 import importlib.util
 import os
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import torch
 from selbench.core.data import Split
 from selbench.core.errors import DataError
 from selbench.core.registry import Registry
+from selbench.datasets.idx import read_idx
 
 
 @dataclass
@@ -46,24 +46,6 @@ def _standardise(x: torch.Tensor, mean=None, std=None) -> torch.Tensor:
     return (x - mean) / std
 
 
-def _read_idx(path: Path) -> np.ndarray:
-    """Read an IDX file (the MNIST family's format), gzipped or not."""
-    opener = gzip.open if path.suffix == ".gz" else open
-    try:
-        with opener(path, "rb") as f:
-            data = f.read()
-    except (OSError, EOFError) as e:
-        raise DataError(f"cannot read {path}: {e}") from None
-    if len(data) < 8 or data[0] != 0 or data[1] != 0:
-        raise DataError(f"{path} is not an IDX file (bad magic bytes)")
-    ndim = data[3]
-    dims = [int.from_bytes(data[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * ndim)
-    if body.size != int(np.prod(dims)):
-        raise DataError(f"{path} is truncated: expected {int(np.prod(dims))} values, found {body.size}")
-    return body.reshape(dims)
-
-
 def _find_idx(root: Path, stem: str) -> Path:
     for name in (f"{stem}.gz", stem):
         if (root / name).exists():
@@ -87,10 +69,10 @@ def fashion_mnist(root: str | None = None, **_) -> Source:
             f"Fashion-MNIST not found ({e.args[0]} missing): install it with "
             f"`apt-get install dataset-fashion-mnist` or set dataset.root=<dir with the IDX files>"
         ) from None
-    xtr = torch.from_numpy(_read_idx(files["train-images"]).copy()).unsqueeze(1)
-    ytr = torch.from_numpy(_read_idx(files["train-labels"]).astype(np.int64))
-    xte = torch.from_numpy(_read_idx(files["t10k-images"]).copy()).unsqueeze(1)
-    yte = torch.from_numpy(_read_idx(files["t10k-labels"]).astype(np.int64))
+    xtr = torch.from_numpy(read_idx(files["train-images"]).copy()).unsqueeze(1)
+    ytr = torch.from_numpy(read_idx(files["train-labels"]).astype(np.int64))
+    xte = torch.from_numpy(read_idx(files["t10k-images"]).copy()).unsqueeze(1)
+    yte = torch.from_numpy(read_idx(files["t10k-labels"]).astype(np.int64))
     mean, std = 0.2860, 0.3530
     return Source(Split(_standardise(xtr, mean, std), ytr), Split(_standardise(xte, mean, std), yte),
                   10, FASHION_CLASSES)

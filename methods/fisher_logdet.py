@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from selbench.methods.base import RunContext, Selection, Selector
-from selbench.methods.grad_features import GradMethodConfig
+from selbench.methods.base import RunContext, Selection
+from selbench.methods.grad_features import GradMethodConfig, GradSelector
 from selbench.methods.registry import register_method
 from selbench.methods.spice import Fisher, check_logdet_config, run_logdet_selector
 
@@ -19,8 +19,7 @@ class FisherLogdetConfig(GradMethodConfig):
 
 
 @register_method("fisher_logdet", config=FisherLogdetConfig)
-class FisherLogdet(Selector):
-    budget_use = "hard"
+class FisherLogdet(GradSelector):
 
     @classmethod
     def check_config(cls, cfg, run_cfg) -> None:

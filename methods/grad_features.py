@@ -28,7 +28,7 @@ import torch
 from selbench.core.data import Split
 from selbench.core.errors import ConfigError
 from selbench.core.grads import GradSpec, data_fingerprint, grad_features, model_state_hash
-from selbench.methods.base import MethodConfig, RunContext
+from selbench.methods.base import MethodConfig, RunContext, Selector
 
 
 class Projection(str, Enum):
@@ -70,6 +70,16 @@ def check_grad_config(cfg) -> None:
         raise ConfigError(f"method.proxy_steps={cfg.proxy_steps} must be >= 0")
     if not 0.0 < float(cfg.proxy_fraction) <= 1.0:
         raise ConfigError(f"method.proxy_fraction={cfg.proxy_fraction} must be in (0, 1]")
+
+
+class GradSelector(Selector):
+    """Base of the gradient selectors: a hard budget, and the shared config checks before launch."""
+
+    budget_use = "hard"
+
+    @classmethod
+    def check_config(cls, cfg, run_cfg) -> None:
+        check_grad_config(cfg)
 
 
 def spec_of(cfg) -> GradSpec:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 
-from selbench.methods.base import RunContext, Selection, Selector
-from selbench.methods.grad_features import GradMethodConfig, check_grad_config, feature_info, pool_target_features
+from selbench.methods.base import RunContext, Selection
+from selbench.methods.grad_features import GradMethodConfig, GradSelector, feature_info, pool_target_features
 from selbench.methods.logdet_greedy import selection_quality
 from selbench.methods.registry import register_method
 
@@ -17,13 +17,7 @@ class GradNormConfig(GradMethodConfig):
 
 
 @register_method("grad_norm", config=GradNormConfig)
-class GradNorm(Selector):
-    budget_use = "hard"
-
-    @classmethod
-    def check_config(cls, cfg, run_cfg) -> None:
-        check_grad_config(cfg)
-
+class GradNorm(GradSelector):
     def select(self, ctx: RunContext) -> Selection:
         feats = pool_target_features(ctx, self.cfg)
         G = feats["pool"]

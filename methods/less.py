@@ -10,8 +10,8 @@ from dataclasses import dataclass
 
 import torch
 
-from selbench.methods.base import RunContext, Selection, Selector
-from selbench.methods.grad_features import GradMethodConfig, check_grad_config, feature_info, pool_target_features
+from selbench.methods.base import RunContext, Selection
+from selbench.methods.grad_features import GradMethodConfig, GradSelector, feature_info, pool_target_features
 from selbench.methods.logdet_greedy import selection_quality
 from selbench.methods.registry import register_method
 
@@ -22,13 +22,7 @@ class LessConfig(GradMethodConfig):
 
 
 @register_method("less", config=LessConfig)
-class Less(Selector):
-    budget_use = "hard"
-
-    @classmethod
-    def check_config(cls, cfg, run_cfg) -> None:
-        check_grad_config(cfg)
-
+class Less(GradSelector):
     def select(self, ctx: RunContext) -> Selection:
         feats = pool_target_features(ctx, self.cfg)
         G, T = feats["pool"], feats["target"]

@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from enum import Enum
 
 from selbench.core.errors import ConfigError
-from selbench.methods.base import RunContext, Selection, Selector
-from selbench.methods.grad_features import (GradMethodConfig, check_grad_config, feature_info,
+from selbench.methods.base import RunContext, Selection
+from selbench.methods.grad_features import (GradMethodConfig, GradSelector, check_grad_config, feature_info,
                                             pool_target_features)
 from selbench.methods.logdet_greedy import greedy_logdet, reference_alpha, selection_quality
 from selbench.methods.registry import register_method
@@ -66,8 +66,7 @@ def check_logdet_config(cfg) -> None:
 
 
 @register_method("spice", config=SpiceConfig)
-class Spice(Selector):
-    budget_use = "hard"
+class Spice(GradSelector):
 
     @classmethod
     def check_config(cls, cfg, run_cfg) -> None:
