@@ -8,7 +8,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 
 from conftest import TINY, compose_cfg, selbench
 from selbench.core.errors import ConfigError, DataError

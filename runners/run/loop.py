@@ -12,7 +12,6 @@ import sys
 from typing import Callable
 
 import torch
-from torch import Tensor
 from tqdm.auto import tqdm
 
 from selbench.core.errors import ConfigError, DivergedError
