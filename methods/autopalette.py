@@ -22,7 +22,7 @@ from selbench.methods import storage
 from selbench.methods.base import RunContext, Synthesis
 from selbench.methods.colour_init import colour_guided_init
 from selbench.methods.coreset_baselines import (BudgetedSynthesizer, Choice, SynthConfig, class_indices, iterations,
-                                                pixel_grid, random_pick, text_synthesis, to_8bit)
+                                                pixel_grid, random_pick, to_8bit)
 from selbench.methods.distill_dm import dm_distill
 from selbench.methods.median_cut import check_colours, quantise_batch
 from selbench.methods.palette_losses import (balance_loss, hard_colours_used, hard_usage_entropy, max_colour_loss,
@@ -75,6 +75,8 @@ def _seeded_palette_net(channels: int, colours: int, hidden: int, g: torch.Gener
 
 @register_method("autopalette", config=AutoPaletteConfig)
 class AutoPalette(BudgetedSynthesizer):
+    modalities = ("vision",)  # pixels and colour palettes: the runner refuses text before launch
+
     @classmethod
     def check_config(cls, cfg, run_cfg) -> None:
         super().check_config(cfg, run_cfg)
@@ -85,8 +87,6 @@ class AutoPalette(BudgetedSynthesizer):
 
     def synthesize(self, ctx: RunContext) -> Synthesis:
         cfg = self.cfg
-        if ctx.modality != "vision":
-            return text_synthesis(ctx, cfg, why="autopalette is an image method: on text it keeps random real examples")
         shape, k = tuple(ctx.pool.x.shape[1:]), int(cfg.colours)
         cost = storage.palette_cost(shape, ctx.num_classes, k, str(cfg.accounting))
         n = storage.per_class_count(int(cfg.ipc), shape, ctx.num_classes, cost)

@@ -90,18 +90,15 @@ def full_colour_synthesis(ctx: RunContext, cfg: SynthConfig, pick: Pick, name: s
                      info={"ipc": int(cfg.ipc), "bytes": info, "pool_indices": sel})
 
 
-def text_synthesis(ctx: RunContext, cfg: SynthConfig, pick: Pick | None = None, why: str | None = None) -> Synthesis:
+def text_synthesis(ctx: RunContext, cfg: SynthConfig, pick: Pick | None = None) -> Synthesis:
     """Text: ``ipc`` real sequences in total (their token ids are what is stored)."""
     n = min(int(cfg.ipc), ctx.n_pool)
     every = torch.arange(ctx.n_pool)
     sel = pick(ctx, every, n) if pick is not None else random_pick(ctx, every, n)
     cost = storage.token_cost(int(ctx.pool.x.shape[1]), ctx.num_classes)
     info = storage.breakdown([(len(sel), cost)], int(cfg.ipc) * cost.total_bits)
-    out = {"ipc": int(cfg.ipc), "bytes": info, "pool_indices": sel}
-    if why:
-        ctx.warn(why)
-        out["fallback"] = "random_real"
-    return Synthesis(ctx.pool.subset(sel), info["storage_bytes"], info=out)
+    return Synthesis(ctx.pool.subset(sel), info["storage_bytes"],
+                     info={"ipc": int(cfg.ipc), "bytes": info, "pool_indices": sel})
 
 
 def random_pick(ctx: RunContext, idx: Tensor, n: int) -> Tensor:

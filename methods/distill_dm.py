@@ -24,7 +24,7 @@ from selbench.core.data import Split
 from selbench.methods import storage
 from selbench.methods.base import RunContext, Synthesis
 from selbench.methods.coreset_baselines import (BudgetedSynthesizer, SynthConfig, class_indices, iterations,
-                                                pixel_grid, random_pick, text_synthesis, to_8bit)
+                                                pixel_grid, random_pick, to_8bit)
 from selbench.methods.registry import register_method
 
 
@@ -133,10 +133,10 @@ class DMConfig(SynthConfig):
 class DistributionMatching(BudgetedSynthesizer):
     """Full-colour DM at ``ipc`` images per class (the byte budget exactly)."""
 
+    modalities = ("vision",)  # distribution matching on pixels: an image method
+
     def synthesize(self, ctx: RunContext) -> Synthesis:
         cfg = self.cfg
-        if ctx.modality != "vision":
-            return text_synthesis(ctx, cfg, why="dm is an image method: on text it keeps random real examples")
         idx = torch.cat([random_pick(ctx, i, min(int(cfg.ipc), len(i))) for i in class_indices(ctx) if len(i)])
         n_iter = iterations(ctx, cfg.iterations)
         syn = dm_distill(ctx, ctx.pool.x[idx].clone(), ctx.pool.y[idx], iters=n_iter, lr_img=cfg.lr_img,

@@ -22,7 +22,7 @@ from selbench.core.data import Split
 from selbench.methods import storage
 from selbench.methods.base import RunContext, Synthesis
 from selbench.methods.coreset_baselines import (BudgetedSynthesizer, SynthConfig, class_indices, pixel_grid,
-                                                random_pick, text_synthesis, to_8bit)
+                                                random_pick, to_8bit)
 from selbench.methods.palette_net import compose
 from selbench.methods.registry import register_method
 from selbench.core.errors import ConfigError
@@ -83,6 +83,8 @@ def check_colours(cfg, key: str = "method.colours") -> None:
 
 @register_method("median_cut", config=MedianCutConfig)
 class MedianCut(BudgetedSynthesizer):
+    modalities = ("vision",)  # pixels and colour palettes: the runner refuses text before launch
+
     @classmethod
     def check_config(cls, cfg, run_cfg) -> None:
         super().check_config(cfg, run_cfg)
@@ -90,8 +92,6 @@ class MedianCut(BudgetedSynthesizer):
 
     def synthesize(self, ctx: RunContext) -> Synthesis:
         cfg = self.cfg
-        if ctx.modality != "vision":
-            return text_synthesis(ctx, cfg, why="median_cut is an image method: on text it keeps random real examples")
         shape = tuple(ctx.pool.x.shape[1:])
         cost = storage.palette_cost(shape, ctx.num_classes, int(cfg.colours), str(cfg.accounting))
         n = storage.per_class_count(int(cfg.ipc), shape, ctx.num_classes, cost)
