@@ -5,12 +5,15 @@
     python -m bench --size full --device cuda       # the issue's ranges (pool 10k → 58k, wider models)
     python -m bench --sections methods --methods erm bads l2rw mwnet blo
     python -m bench --check-overhead 0.95           # exit 1 if the harness is slower than 0.95× a bare loop
+    python -m bench --modality language             # text: every language method on the instruction mixture
 
 Sections: ``overhead`` (harness ``erm`` vs a bare PyTorch loop), ``methods`` (every registered
 method's step time / memory relative to ``erm`` at equal examples per step, selection cost and
 payback), ``grads`` (per-example gradient throughput), ``scaling`` (pool size, model size,
 log-log slopes).  Methods come from the registry (``selbench.methods.registry.registered()``);
-one that fails is a row with its reason.  Writes ``bench.json`` (everything) and one CSV per
+one that fails is a row with its reason.  ``--modality language`` runs the ``methods`` section on
+the instruction mixture with the tiny GPT (``bench.common.TEXT_SIZES``); the other sections are
+vision-only.  Writes ``bench.json`` (everything) and one CSV per
 section to ``--out`` (default ``results/bench/<size>-<device>``) and prints Markdown tables.
 """
 from __future__ import annotations
@@ -24,7 +27,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import SIZES
+from bench.common import SIZES, text_size
 from bench.report import print_tables, write_csv
 
 SECTIONS = ("overhead", "methods", "grads", "scaling")
@@ -37,6 +40,8 @@ def _parse(argv=None):
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
     ap.add_argument("--methods", nargs="+", help="registered method names (default: every registered vision method)")
     ap.add_argument("--scaling-methods", nargs="+", help="methods for the scaling section (default: as --methods)")
+    ap.add_argument("--modality", choices=("vision", "language"), default="vision",
+                    help="language: the methods section on the instruction mixture with the tiny GPT")
     ap.add_argument("--device", default="cpu", help="cpu | cuda | auto")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--inproc", action="store_true", help="measure every method in this process (fast; memory "
@@ -50,7 +55,7 @@ def _parse(argv=None):
 
 
 def _size(args) -> dict:
-    sz = dict(SIZES[args.size])
+    sz = dict(SIZES[args.size]) if args.modality == "vision" else text_size(args.size, SIZES[args.size])
     for kv in args.set:
         k, v = kv.split("=", 1)
         sz[k] = [int(x) for x in v.split(",")] if isinstance(sz.get(k), list) else type(sz.get(k, ""))(v)
@@ -128,11 +133,16 @@ def _main(argv=None) -> int:
         return 0
     args.device = _device(args.device)
     sz = _size(args)
-    out = Path(args.out or f"results/bench/{args.size}-{args.device}")
+    if args.modality == "language":
+        if set(args.sections) - {"methods"}:
+            print(f"bench: --modality language runs the methods section only (not {sorted(set(args.sections) - {'methods'})})",
+                  file=sys.stderr)
+        args.sections = ["methods"]
+    out = Path(args.out or f"results/bench/{args.size}-{args.device}" + ("-language" if args.modality == "language" else ""))
     out.mkdir(parents=True, exist_ok=True)
     results_dir = tempfile.mkdtemp(prefix="selbench-bench-")
     import torch
-    meta = {"size": args.size, "sizes": sz, "device": args.device, "threads": args.threads or torch.get_num_threads(),
+    meta = {"size": args.size, "modality": args.modality, "sizes": sz, "device": args.device, "threads": args.threads or torch.get_num_threads(),
             "inproc": args.inproc, "started": time.time(), "loadavg_start": os.getloadavg(),
             "cpu_count": os.cpu_count(), "torch": torch.__version__,
             "git": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True).stdout.strip()}
@@ -140,7 +150,7 @@ def _main(argv=None) -> int:
     if "overhead" in args.sections:
         from bench.overhead import measure_overhead
         res["overhead"] = measure_overhead(sz, args.device, results_dir)
-    names, skipped = _methods(args)
+    names, skipped = _methods(args, args.modality)
     if "methods" in args.sections:
         rows = []
         erm = None

@@ -7,6 +7,7 @@ methods compared) in one process, so load from other processes hits all of them 
 """
 from __future__ import annotations
 
+import contextlib
 import math
 import statistics
 import time
@@ -28,7 +29,33 @@ SIZES = {
 }
 
 
+#: ``--modality language``: the instruction mixture (``experiment=bads/instruction``'s setting) with
+#: the tiny GPT from scratch, at the preset's batch sizes; merged over the size's vision keys
+TEXT_SIZES = {
+    "tiny": dict(pool=64, seq_len=48, width=32, depth=1, target_per_domain=4, batch=8, target_batch=4, vocab=512),
+    "small": dict(pool=3000, seq_len=64, width=64, depth=2, target_per_domain=16, batch=16, target_batch=8, vocab=0),
+    "full": dict(pool=3000, seq_len=128, width=256, depth=4, target_per_domain=16, batch=16, target_batch=8, vocab=0),
+}
+
+
+def text_size(size: str, sz: dict) -> dict:
+    return {**sz, **TEXT_SIZES[size], "modality": "language"}
+
+
+def _text_overrides(sz: dict, pool: int | None) -> list[str]:
+    return ["runner=language", "dataset=instructions", "scenario=instruction_mixture", "model=tiny_gpt",
+            f"scenario.pool_size={pool or sz['pool']}", f"scenario.seq_len={sz['seq_len']}",
+            f"scenario.target_per_domain={sz['target_per_domain']}", "scenario.test_per_domain=8",
+            "scenario.val_per_domain=8", f"model.width={sz['width']}", f"model.depth={sz['depth']}", "model.heads=2",
+            f"model.context={sz['seq_len']}", *([f"model.tokenizer.max_vocab={sz['vocab']}"] if sz["vocab"] else [])]
+
+
 def overrides(sz: dict, method: str, device: str, extra=(), pool: int | None = None) -> list[str]:
+    if sz.get("modality") == "language":
+        return [f"method={method}", *_text_overrides(sz, pool), "scale=paper",
+                f"runner.steps={sz['warmup'] + sz['steps'] * sz['rounds']}", f"runner.device={device}",
+                f"runner.batch_size={sz['batch']}", f"runner.target_batch_size={sz['target_batch']}",
+                "runner.match_examples=true", "progress=false", "logger=none", *extra]
     return [f"method={method}", f"dataset={sz['dataset']}", f"model={sz['model']}", "scenario=sym_noise",
             f"scenario.pool_size={pool or sz['pool']}", f"scenario.target_per_class={sz['target_per_class']}",
             "scale=paper", f"runner.steps={sz['warmup'] + sz['steps'] * sz['rounds']}", f"runner.device={device}",
@@ -135,31 +162,92 @@ def loglog_slope(xs, ys) -> float:
 
 
 class Memory:
-    """Peak memory while a block runs: CUDA peak allocation above the start (GPU), else the peak
-    RSS growth (a sampling thread; coarse: allocator caching, 5 ms sampler)."""
+    """Peak tensor memory of the steps run inside :meth:`window`, above what was allocated when
+    the window opened.
+
+    CUDA: the caching allocator's peak (``max_memory_allocated``) above the allocation at the
+    window's start.  CPU: the same quantity from the profiler's allocation events
+    (``profile_memory``: every tensor allocation and free, in order, with its size), so a CPU
+    figure counts the tensors a step holds at once, as the CUDA one does, instead of the process
+    RSS (allocator caching and the OS make RSS growth noise at these sizes: a step identical to
+    ``erm``'s read 2.1× it).  The profiler does not see the free of a block allocated before it
+    started, so run one step inside the profile before the window (gradients and per-step
+    buffers are then reallocated in view).  RSS growth is kept as ``rss_mb``.  The profiler slows
+    steps down: time them outside it.
+
+        with Memory(device) as mem:
+            step(1)                  # lead-in
+            with mem.window():
+                step(2); step(3)
+        mem.mb
+    """
+
+    MARK = "bench.memory_window"
 
     def __init__(self, device):
         self.device = torch.device(device)
 
     def __enter__(self):
         from selbench.core.cost import RssSampler
-        if self.device.type == "cuda":
-            sync(self.device)
-            torch.cuda.reset_peak_memory_stats(self.device)
-            self.base = torch.cuda.memory_allocated(self.device)
+        self.prof = None
+        if self.device.type != "cuda":
+            from torch.profiler import ProfilerActivity, profile
+            self.prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
         self.sampler = RssSampler(interval=0.005)
         self.rss0 = self.sampler.peak
         self.sampler.start()
+        if self.prof is not None:
+            self.prof.__enter__()
         return self
 
-    def __exit__(self, *exc):
-        self.rss_mb = max(0.0, (self.sampler.stop() - self.rss0) / 2**20)
-        self.cuda_mb = None
+    @contextlib.contextmanager
+    def window(self):
         if self.device.type == "cuda":
             sync(self.device)
-            self.cuda_mb = (torch.cuda.max_memory_allocated(self.device) - self.base) / 2**20
+            torch.cuda.reset_peak_memory_stats(self.device)
+            base = torch.cuda.memory_allocated(self.device)
+            yield
+            sync(self.device)
+            self.cuda_mb = (torch.cuda.max_memory_allocated(self.device) - base) / 2**20
+        else:
+            with torch.profiler.record_function(self.MARK):
+                yield
+
+    def __exit__(self, *exc):
+        if self.prof is not None:
+            self.prof.__exit__(*exc)
+        self.rss_mb = max(0.0, (self.sampler.stop() - self.rss0) / 2**20)
+        if self.device.type != "cuda":
+            self.cuda_mb = None
+            self.tensor_mb = peak_allocated(self.prof, self.MARK) / 2**20 if exc[0] is None else None
         return False
 
     @property
     def mb(self) -> float:
-        return self.cuda_mb if self.cuda_mb is not None else self.rss_mb
+        return self.cuda_mb if self.cuda_mb is not None else self.tensor_mb
+
+
+def peak_allocated(prof, mark: str) -> float:
+    """The most CPU tensor memory held at once during the ``mark`` range of a profile, above the
+    level at its start, in bytes: a running sum of allocation sizes (frees are negative)."""
+    from torch._C._profiler import _EventType
+    sizes, window, stack = [], None, list(prof.profiler.kineto_results.experimental_event_tree())
+    while stack:
+        node = stack.pop()
+        if node.tag == _EventType.Allocation and node.extra_fields.device.type == "cpu":
+            sizes.append((node.start_time_ns, node.extra_fields.alloc_size))
+        elif node.name == mark:
+            window = (node.start_time_ns, node.end_time_ns)
+        stack.extend(node.children)
+    if window is None:
+        return float("nan")
+    live, base, peak = 0, None, 0
+    for t, n in sorted(sizes):
+        if t >= window[0] and base is None:
+            base = peak = live
+        if t > window[1]:
+            break
+        live += n
+        if base is not None:
+            peak = max(peak, live)
+    return float(peak - base) if base is not None else 0.0

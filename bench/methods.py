@@ -3,9 +3,10 @@ selection cost and payback.  One method per call of :func:`measure_method` (the 
 in its own process by default, so memory figures do not leak from one method to the next).
 
 Reported per method: ms per step and per training example (medians, measured round-robin with
-an ``erm`` built in the same process, so ``time_ratio`` is a side-by-side ratio), peak memory of
-the steps (CUDA peak above the pre-step allocation on GPU, RSS growth on CPU; the ratio is to
-``erm``'s own process), forward / backward passes and training examples per step, and the
+an ``erm`` built in the same process, so ``time_ratio`` is a side-by-side ratio), peak tensor
+memory of one round of steps above what was allocated before it (the CUDA allocator's peak on
+GPU, the profiler's allocation events on CPU: :class:`bench.common.Memory`; that round is not
+timed), forward / backward passes and training examples per step, and the
 offline phase (``setup_s``: a selector's selection, a synthesizer's synthesis).
 
 Payback of a selector's cost (training on the kept fraction ``f`` of the pool instead of the
@@ -35,10 +36,12 @@ def measure_method(name: str, sz: dict, device: str, results_dir: str, extra=(),
         b = build(ovr, results_dir, sz.get("synth_iters", 0))
         row.update(kind=b.kind, setup_s=b.setup_s, n_pool=b.n_pool,
                    effective_budget=b.summary.get("effective_budget"))
-        with Memory(b.device) as mem:  # warm-up (first-step caches, allocator) and one round
-            time_steps(b.step_fn, warm, b.device)
+        time_steps(b.step_fn, warm - 1, b.device)  # first-step caches, allocator, lazy state
+        with Memory(b.device) as mem:  # profiled on CPU: these steps' times are not used
+            time_steps(b.step_fn, 1, b.device, start=warm)
             f0, bw0, t0 = _counters(b.cost)
-            first = time_steps(b.step_fn, steps, b.device, start=warm + 1)
+            with mem.window():
+                time_steps(b.step_fn, steps, b.device, start=warm + 1)
             f1, bw1, t1 = _counters(b.cost)
         row.update(mem_mb=mem.mb, rss_mb=mem.rss_mb, cuda_mb=mem.cuda_mb,
                    forward_per_step=(f1 - f0) / steps, backward_per_step=(bw1 - bw0) / steps,
@@ -46,7 +49,7 @@ def measure_method(name: str, sz: dict, device: str, results_dir: str, extra=(),
         if erm is None:
             erm = build(overrides(sz, "erm", device, extra), results_dir)
             time_steps(erm.step_fn, warm, erm.device)
-        mine, ref, s, se = list(first), [], warm + steps + 1, getattr(erm, "_next", warm + 1)
+        mine, ref, s, se = [], [], warm + steps + 1, getattr(erm, "_next", warm + 1)
         for _ in range(rounds):  # side by side: the same load falls on both
             mine += time_steps(b.step_fn, steps, b.device, start=s)
             ref += time_steps(erm.step_fn, steps, erm.device, start=se)

@@ -62,6 +62,9 @@ class RunContext:
     match_examples: bool = False
     #: examples per real update under ``match_examples`` (``runner.batch_size``)
     train_batch_size: int = 0
+    #: ``runner.data_on_device`` resolved: a fixed training set (a selection, a synthetic set) is
+    #: moved to ``device`` once and its batches are indexed there, not copied per step
+    data_on_device: bool = False
     extra: dict = field(default_factory=dict)
 
     @property

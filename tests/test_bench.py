@@ -95,3 +95,41 @@ def test_gradient_throughput_and_scaling_slopes(tiny):
         assert r["status"] == "ok", r.get("traceback")
         assert len(r["pool_step_ms"]) == len(res["meta"]["sizes"]["pools"])
         assert math.isfinite(r["slope_pool_step_ms"]) and math.isfinite(r["slope_params_step_ms"])
+
+
+def test_cpu_memory_is_the_peak_of_tensors_held_at_once_in_the_window():
+    import torch
+
+    from bench.common import Memory
+    held = [torch.ones(2**18)]  # 1 MiB allocated before the profile: its free is invisible to it
+
+    def step(mib_a: int, mib_b: int):
+        a = torch.ones(mib_a * 2**18)  # float32: 2**18 elements = 1 MiB
+        b = torch.ones(mib_b * 2**18)
+        del a, b
+        held[0] = torch.ones(2**18)     # freed and reallocated every step, like a gradient
+
+    with Memory("cpu") as mem:
+        step(1, 1)                      # lead-in: outside the window
+        with mem.window():
+            step(4, 2)                  # 4 + 2 MiB at once (plus the 1 MiB reallocated afterwards)
+            step(1, 1)
+    assert mem.mb == pytest.approx(6.0, abs=0.05)
+    with Memory("cpu") as mem:
+        with mem.window():
+            step(8, 0)
+    assert mem.mb == pytest.approx(8.0, abs=0.05)
+
+
+def test_language_modality_measures_text_methods_and_skips_image_ones(tmp_path):
+    import bench.__main__ as bm
+    rc = bm.main(["--size", "tiny", "--inproc", "--threads", "1", "--modality", "language", "--out", str(tmp_path),
+                  "--methods", "erm", "dsir", "bads", "dm"])
+    res = json.loads((tmp_path / "bench.json").read_text())
+    rows = {r["method"]: r for r in res["methods"]}
+    assert rc == 0 and res["meta"]["modality"] == "language" and set(res) == {"meta", "methods"}
+    for name in ("erm", "dsir", "bads"):
+        assert rows[name]["status"] == "ok", rows[name].get("traceback")
+        assert rows[name]["examples_per_step"] == res["meta"]["sizes"]["batch"]
+        assert math.isfinite(rows[name]["time_ratio"]) and rows[name]["mem_mb"] > 0
+    assert rows["dm"]["status"].startswith("skipped: modalities")

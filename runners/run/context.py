@@ -36,15 +36,17 @@ def matched_batches(batch_size: int, target_batch_size: int, target_in_update: b
     return pool, batch_size - pool
 
 
-def _on_device(rc, device: torch.device, method_cls) -> bool:
-    """``runner.data_on_device``: true | false | auto.  ``auto`` = on a CUDA device, for the
-    reweighters (whose step indexes the pool and target every step); a selector's or
-    synthesizer's offline phase reads the pool as its own code expects (host tensors)."""
+def _on_device(rc, device: torch.device, method_cls=None) -> bool:
+    """``runner.data_on_device``: true | false | auto.  ``auto`` = on a CUDA device: the
+    reweighters' pool and target (their step indexes them every step) and every fixed training
+    set (moved once, after selection or synthesis); a selector's or synthesizer's offline phase
+    reads the pool as its own code expects (host tensors).  Without ``method_cls``: the fixed
+    training set's answer."""
     v = rc.get("data_on_device", "auto")
     if device.type == "cpu":
         return False
     if str(v) == "auto":
-        return device.type == "cuda" and getattr(method_cls, "kind", None) == "reweighter"
+        return device.type == "cuda" and (method_cls is None or getattr(method_cls, "kind", None) == "reweighter")
     return bool(v)
 
 
@@ -67,6 +69,7 @@ def make_context(cfg: DictConfig, scenario: Scenario, adapter, cost, *, method_c
         generator=generator if generator is not None else torch.Generator().manual_seed(int(cfg.seed)),
         device=adapter.device, cost=cost, steps=int(steps if steps is not None else rc.steps),
         batch_size=pool_b, target_batch_size=target_b, match_examples=match, train_batch_size=int(rc.batch_size),
+        data_on_device=_on_device(rc, adapter.device),
         make_optimizer=lambda params, ocfg=None: make_optimizer(params, ocfg or rc.optimizer),
         log=log or (lambda step, d: None), warn=warn or (lambda msg: None), cache=ArtifactCache(cfg.get("cache_dir")),
         # text methods that read the examples as text (ifd, selectit, semdedup, askllm …) decode token ids with it

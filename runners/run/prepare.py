@@ -35,6 +35,9 @@ def _fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | Non
     if len(data) == 0:
         raise ConfigError("the method selected an empty training set")
     sampler = CyclicSampler(len(data), ctx.generator)
+    if ctx.data_on_device:  # once, not a host→device copy of every batch
+        data = Split(data.x.to(ctx.device), data.y.to(ctx.device))
+        weights = None if weights is None else weights.to(ctx.device)
 
     def step_fn(step: int) -> dict:
         idx = sampler.next(ctx.batch_size)
