@@ -8,7 +8,8 @@ an SGD/Adam step on φ's ``[ρwt·N_t·mean_B(w·l) + (S̄ − β)²/2σ²]/Z_φ
 embedding (``features``, as BLO's scorer) or per-sample logits.  σ auto (``sigma: null``): the
 prior is a feedback loop on ``S̄`` with per-step gain ``G = lr_w·p₂·r·‖∂S̄/∂φ‖²/(Z_φ·σ²)`` that
 oscillates once ``G`` nears 1/s_avg; σ is set on step 1 to put ``G`` sigma_margin× below that
-and only widened afterwards.  Measured: tiny digits, σ = 1e-5 → G ≈ 40, every weight 1.0, σ auto
+and only widened afterwards (σ, ``G`` and w̄ stay on the device, ``methods/bads_prior.py``: a step
+reads nothing to the host).  Measured: tiny digits, σ = 1e-5 → G ≈ 40, every weight 1.0, σ auto
 → mean weight 0.195 (β = 0.2); text mixture, ``rho_theta_target = N_t/N_m`` → in-target weight
 AUC 0.90 → 0.68 (3 seeds), so no target-balanced option.
 """
@@ -16,14 +17,16 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import deque
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, Optional
+from types import SimpleNamespace
+from typing import Any, Iterable, Optional
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from selbench.core.errors import ConfigError
+from selbench.methods.bads_prior import PriorGain, WindowMean
 from selbench.methods.base import MethodConfig, Reweighter, RunContext, score_pool
 from selbench.methods.lookahead import Choice
 from selbench.methods.online_blo import EmbeddingScorer, ScorerFeatures
@@ -126,7 +129,6 @@ def _logit(p: float) -> float:
 class BADS(Reweighter):
     budget_use = "soft"  # β is the sparsity prior's mode
     target_in_update = True  # θ's potential has the target term
-    _want_emb = False
 
     @classmethod
     def check_config(cls, cfg: Any, run_cfg: Any) -> None:
@@ -169,30 +171,38 @@ class BADS(Reweighter):
         B, N = ctx.batch_size, ctx.n_pool  # p₂ and Z_φ of the loop gain (module docstring)
         self._p2 = {PriorNorm.fraction: 1.0, PriorNorm.count: N * N, PriorNorm.per_example: N * N / B}[c.prior_norm]
         self._zw = {WNorm.mean: float(N), WNorm.sum: N / B, WNorm.none: 1.0}[c.w_norm]
-        self.gain_limit = 1.0 if c.sum_estimate == SumEstimate.exact else 1.0 / c.s_avg  # no delay: ~1
-        self.sigma, self.sigma_auto = (None if c.sigma is None else float(c.sigma)), c.sigma is None
-        self._gain_s2_avg = self._gain_avg = self.prior_gain = None  # running means of G·σ² and G; last G
-        self._warned_gain = self._swapped = False
-        self.w_hist: deque = deque(maxlen=int(c.s_avg))
+        gain_limit = 1.0 if c.sum_estimate == SumEstimate.exact else 1.0 / c.s_avg  # no delay: ~1
+        self.gain = PriorGain(c.sigma, c.sigma_margin, gain_limit, int(c.s_avg), dev)  # σ, G: on the device
+        self._w_window, self._swapped = WindowMean(int(c.s_avg), dev), False  # w̄: recent batch means
         self.noise_gen = torch.Generator(device=dev).manual_seed(int(ctx.seed) * 7919 + 17)
-        self.n_samples, self._theta_sum, self._w_sum, self._emb = 0, None, None, None
-        head = getattr(ctx.model, "head", None)
-        self._hook_ok = isinstance(head, nn.Module)
-        if self._hook_ok:
-            head.register_forward_pre_hook(lambda _, i: None if not self._want_emb else setattr(self, "_emb", i[0]))
+        self.n_samples, self._theta_sum, self._w_sum = 0, None, None
+
+    # σ, the last loop gain G and the window behind w̄ (device tensors; σ fixed: a number)
+    sigma = property(lambda self: self.gain.sigma)
+    prior_gain = property(lambda self: self.gain.gain)
+
+    @property
+    def w_hist(self) -> WindowMean:
+        return self._w_window
+
+    @w_hist.setter
+    def w_hist(self, values: Iterable) -> None:
+        self._w_window = WindowMean(self._w_window.size, self._w_window.buf.device, values)
 
     def _losses(self, ctx: RunContext, pool_idx: Tensor, target_idx: Tensor):
-        """Per-example pool and target losses from one forward pass, and the pool embedding."""
-        B = len(pool_idx)  # the embedding the weight net reads is captured from this pass (hook on model.head)
+        """Per-example pool and target losses from one forward pass, and the pool embedding, which
+        the adapter captures from that pass (``capture_embedding``: the input of a vision model's
+        ``head``; a language model's pooled final hidden state) — an extra ``embed`` pass of the
+        pool batch only where it cannot (an adapter without the capture; a language model with
+        active dropout, whose train-mode hidden state is not ``embed``'s)."""
+        B = len(pool_idx)
         x = torch.cat([ctx.pool.x[pool_idx], ctx.target.x[target_idx]])
         y = torch.cat([ctx.pool.y[pool_idx], ctx.target.y[target_idx]])
-        self._want_emb, self._emb = self.wnet is not None and self._hook_ok, None
-        try:
+        capture = getattr(ctx.adapter, "capture_embedding", None)
+        with capture() if self.wnet is not None and capture else nullcontext(SimpleNamespace(value=None)) as cap:
             losses = ctx.adapter.per_example_loss(x, y)
-        finally:
-            self._want_emb = False
-        emb = self._emb[:B].detach() if self._emb is not None else None
-        if self.wnet is not None and emb is None:  # a model without `head`: one embedding pass of the pool batch
+        emb = cap.value[:B] if cap.value is not None else None
+        if self.wnet is not None and emb is None:
             emb = ctx.adapter.embed(ctx.pool.x[pool_idx])
         return losses[:B], losses[B:], emb
 
@@ -201,28 +211,17 @@ class BADS(Reweighter):
         N, B = self.n_pool, len(w)
         if self.cfg.sum_estimate == SumEstimate.exact:
             return torch.sigmoid(self.logits).sum() / N
-        w_bar = sum(self.w_hist) / len(self.w_hist) if self.w_hist else float(w.detach().mean())
-        return (w.sum() + (N - B) * w_bar) / N
+        w_bar = self._w_window.mean() if len(self._w_window) else w.detach().mean().double()  # float64
+        return (w.sum() + ((N - B) * w_bar).to(w.dtype)) / N
 
-    def _gain_times_sigma2(self, s_bar: Tensor) -> float:
-        """``G·σ²``, the prior's loop gain (module docstring) times σ², from ``‖∂S̄/∂φ‖²``."""
+    def _gain_times_sigma2(self, s_bar: Tensor) -> Optional[Tensor]:
+        """``G·σ²``, the prior's loop gain (module docstring) times σ², from ``‖∂S̄/∂φ‖²`` (a float64
+        device tensor; ``None`` without autograd)."""
         grad = torch.autograd.grad
         grads = grad(s_bar, self._w_params, retain_graph=True, allow_unused=True) if s_bar.requires_grad else ()
-        gsq = sum(float(g.double().pow(2).sum()) for g in grads if g is not None)
+        sq = [g.double().pow(2).sum() for g in grads if g is not None]
         r = 1.0 if self.logits is not None else self.n_pool / self._batch
-        return self.cfg.lr_w * self._p2 * r * gsq / self._zw
-
-    def _track_gain(self, gain_s2: float) -> None:
-        """σ auto (step 1: ``G`` sigma_margin× below its threshold; later only widened, to keep the
-        running mean of ``G`` √sigma_margin× below it), then the realised ``G`` and its running mean."""
-        m, ema = self.cfg.sigma_margin, (lambda avg, v: v if avg is None else avg + (v - avg) / self.cfg.s_avg)
-        if self.sigma_auto and gain_s2 > 0:
-            self._gain_s2_avg = avg = ema(self._gain_s2_avg, gain_s2)
-            need = math.sqrt((gain_s2 * m if self.sigma is None else avg * math.sqrt(m)) / self.gain_limit)
-            self.sigma = max(self.sigma or 0.0, need)
-        assert self.sigma is not None, "σ auto needs the weights' gradient (objectives ran without autograd)"
-        self.prior_gain = gain_s2 / self.sigma ** 2
-        self._gain_avg = ema(self._gain_avg, self.prior_gain)
+        return self.cfg.lr_w * self._p2 * r * sum(sq) / self._zw if sq else None
 
     def objectives(self, ctx: RunContext, pool_idx: Tensor, target_idx: Tensor) -> dict:
         """The normalised potentials ``loss_theta`` (grad → θ only) and ``loss_w`` (grad → φ only), and parts."""
@@ -235,10 +234,10 @@ class BADS(Reweighter):
         u_theta = c.rho_theta_pool * N * (w.detach() * l_t).mean() + c.rho_theta_target * M * l_m.mean()
         z_theta = (N + M) if c.theta_norm == ThetaNorm.total else 1.0
         s_bar = self._s_bar(w)
-        self._track_gain(self._gain_times_sigma2(s_bar))
+        self.gain.update(self._gain_times_sigma2(s_bar), self._step)
         dev = s_bar - self.beta  # P(w) = −log p(w) up to a constant, in the chosen normalisation
         prior = {PriorNorm.fraction: dev ** 2, PriorNorm.count: (N * s_bar - math.floor(N * self.beta)) ** 2,
-                 PriorNorm.per_example: (N * N / B) * dev ** 2}[c.prior_norm] / (2 * self.sigma ** 2)
+                 PriorNorm.per_example: (N * N / B) * dev ** 2}[c.prior_norm] / self.gain.two_sigma2(dev)
         u_w = c.rho_w_pool * N * (w * l_t.detach()).mean() + prior
         return {"loss_theta": u_theta / z_theta, "loss_w": u_w / self._zw, "z_theta": z_theta, "z_w": self._zw,
                 "w": w, "l_pool": l_t, "l_target": l_m, "prior": prior, "s_bar": s_bar,
@@ -255,7 +254,10 @@ class BADS(Reweighter):
         for p in params if std > 0 else ():
             p.add_(torch.randn(p.shape, generator=self.noise_gen, device=p.device, dtype=p.dtype), alpha=std)
 
+    _step = 0  # the step being taken (the gain warning says which one)
+
     def step(self, ctx: RunContext, step: int, pool_idx: Tensor, target_idx: Tensor) -> dict[str, float]:
+        self._step = step
         o = self.objectives(ctx, pool_idx, target_idx)
         self.optimizer.zero_grad(set_to_none=True)
         self.opt_w.zero_grad(set_to_none=True)
@@ -269,20 +271,15 @@ class BADS(Reweighter):
         if self.cfg.noise_w:
             self._add_noise(self._w_params, self._noise_std(self.cfg.lr_w, o["z_w"]))
         w = o["w"].detach()
-        self.w_hist.append(float(w.mean()))
-        if not self._warned_gain and self._gain_avg > self.gain_limit:
-            self._warned_gain = True
-            ok = self.sigma * math.sqrt(self._gain_avg * self.cfg.sigma_margin / self.gain_limit)
-            ctx.warn(f"bads prior loop gain {self._gain_avg:.3g} > {self.gain_limit:.3g} at step {step} "
-                      f"(N_pool={self.n_pool}, |B|={len(pool_idx)}, σ={self.sigma:.3g}): the weights' running sum "
-                      f"will oscillate or collapse; widen method.sigma (≈{ok:.2g} leaves a "
-                      f"{self.cfg.sigma_margin:g}× margin) or lower method.lr_w")
+        self._w_window.append(w.mean())
+        if step == 1:  # σ is measured here; later crossings are reported at the evaluation points
+            self.gain.warn_if_over(ctx.warn, self.n_pool, len(pool_idx))
         if self.cfg.collect_samples:
             self._collect(ctx, step)
         return {"loss": o["loss_theta"].detach(), "loss_target": o["l_target"].detach().mean(),  # tensors: no sync
                 "loss_pool_weighted": (w * o["l_pool"].detach()).mean(), "w_batch_mean": w.mean(),
                 "s_bar": o["s_bar"].detach(), "prior": o["prior"].detach(),
-                "prior_gain": float(self.prior_gain), "sigma": float(self.sigma)}
+                "prior_gain": self.prior_gain, "sigma": self.sigma}
 
     def _collect(self, ctx: RunContext, step: int) -> None:
         """Sum the thinned samples of the trainable parameters, floating buffers and pool weights;
@@ -309,7 +306,8 @@ class BADS(Reweighter):
             return torch.sigmoid(self.logits.detach()).cpu()
         return score_pool(ctx, lambda x, y: torch.sigmoid(self.wnet(ctx.adapter.embed(x), y)), self.cfg.pool_chunk)
 
-    def pool_weights(self, ctx: RunContext) -> Tensor:
+    def pool_weights(self, ctx: RunContext) -> Tensor:  # the runner calls it at every evaluation point
+        self.gain.warn_if_over(ctx.warn, self.n_pool, getattr(self, "_batch", ctx.batch_size))
         if self._swapped:  # after the last step of a run that collected samples: posterior-mean weights
             return (self._w_sum / self.n_samples).float()
         return self._all_weights(ctx)

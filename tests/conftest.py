@@ -5,8 +5,10 @@ import os
 import subprocess
 import sys
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
+import torch
 from hydra import compose, initialize_config_dir
 
 from selbench.methods.registry import load_builtin_methods
@@ -18,6 +20,28 @@ FASHION = Path("/usr/share/datasets/fashion-mnist")
 load_builtin_methods()
 
 needs_fashion = pytest.mark.skipif(not FASHION.exists(), reason="Fashion-MNIST (dataset-fashion-mnist) not installed")
+
+
+class HostRead(NamedTuple):
+    name: str   #: the Tensor method: __float__, __int__, __index__, item, tolist, __bool__
+    where: str  #: ``file:line`` of the code that made the read
+
+
+@pytest.fixture
+def host_reads(monkeypatch) -> list[HostRead]:
+    """Records every tensor → host read (``float``, ``int``, ``item``, ``tolist``, ``bool`` …) and
+    where it was made: on a GPU each is a synchronisation (``tests/test_loop_sync.py``,
+    ``tests/test_method_sync.py``)."""
+    reads: list[HostRead] = []
+    for name in ("__float__", "__int__", "__index__", "item", "tolist", "__bool__"):
+        orig = getattr(torch.Tensor, name)
+
+        def wrapped(self, *a, _orig=orig, _name=name, **k):
+            f = sys._getframe(1)
+            reads.append(HostRead(_name, f"{f.f_code.co_filename}:{f.f_lineno}"))
+            return _orig(self, *a, **k)
+        monkeypatch.setattr(torch.Tensor, name, wrapped)
+    return reads
 
 
 def compose_cfg(overrides: list[str], results_dir: Path | None = None):

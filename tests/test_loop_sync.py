@@ -21,20 +21,6 @@ def _run(step_fn, steps=40, every=10, **kw):
     return evals
 
 
-@pytest.fixture
-def host_reads(monkeypatch):
-    """Counts every tensor → host read (``float``, ``item``, ``tolist``, ``bool``)."""
-    reads = []
-    for name in ("__float__", "item", "tolist", "__bool__"):
-        orig = getattr(torch.Tensor, name)
-
-        def wrapped(self, *a, _orig=orig, _name=name, **k):
-            reads.append(_name)
-            return _orig(self, *a, **k)
-        monkeypatch.setattr(torch.Tensor, name, wrapped)
-    return reads
-
-
 def test_tensor_stats_are_read_once_per_eval_point_not_per_step(host_reads):
     reads_at_eval = []
 

@@ -6,6 +6,9 @@ vision and language adapters implement it on top of this base.
 """
 from __future__ import annotations
 
+from contextlib import contextmanager
+from typing import Iterator
+
 import torch
 from torch import Tensor, nn
 from torch.func import functional_call
@@ -15,11 +18,20 @@ from selbench.core.cost import CostTracker
 from selbench.core.errors import ConfigError
 
 
+class EmbeddingCapture:
+    """What ``capture_embedding`` yields: after the block's ``per_example_loss`` forward, ``value`` is
+    that batch's ``[B, D]`` detached embedding — what ``embed`` returns for those examples — or
+    ``None`` where the adapter cannot take it from that forward (the caller then calls ``embed``)."""
+
+    value: Tensor | None = None
+
+
 class TaskAdapter:
     modality = ""
     has_class_labels = False
     #: subsets beyond all / last:<k> that this task offers (name → description, for the error message)
     SUBSETS: tuple[str, ...] = ()
+    _capture: EmbeddingCapture | None = None  # set inside ``capture_embedding``
 
     def __init__(self, model: nn.Module, num_classes: int, cost: CostTracker, device: torch.device,
                  eval_batch_size: int):
@@ -29,6 +41,18 @@ class TaskAdapter:
     @property
     def embed_dim(self) -> int:
         return self.model.embed_dim
+
+    @contextmanager
+    def capture_embedding(self) -> Iterator[EmbeddingCapture]:
+        """Inside the block, a ``per_example_loss`` forward (without ``params``) also leaves the
+        batch's embedding in the yielded box, so a method that needs both (BADS's weight net) does
+        one forward, not two.  Each task says how (``_capture`` is the box while the block runs)."""
+        box, prev = EmbeddingCapture(), self._capture
+        self._capture = box
+        try:
+            yield box
+        finally:
+            self._capture = prev
 
     def to_device(self, x: Tensor) -> Tensor:
         return x.to(self.device, non_blocking=True)

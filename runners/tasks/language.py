@@ -6,7 +6,10 @@
 - ``per_example_loss(x, y, params=None)`` → ``[B]`` mean token NLL over the positions
   whose target is not ``-100`` (the response / continuation / every token of a chunk);
 - ``embed(x)`` → ``[B, D]`` mean (default) or last-token final hidden state over the
-  real (non-padding) positions;
+  real (non-padding) positions (eval mode, detached); inside ``capture_embedding()`` a
+  ``per_example_loss`` forward leaves that same pooled state in the box (one forward, not two:
+  ``_loss_and_embedding``) — only where the forward is deterministic (no active dropout), so the
+  value is ``embed``'s up to float rounding;
 - ``scalar_output(params, x, y)`` → for one example, the sum over its target tokens of
   the log-odds ``log p(y_t) − log(1 − p(y_t))`` (DsDm / TRAK's LM output);
 - ``param_subset(which)``: ``all`` | ``trainable`` | ``head`` (LoRA adapters when the
@@ -41,7 +44,7 @@ from selbench.core.modes import eval_mode
 from selbench.runners.tasks.base import TaskAdapter
 from selbench.core.cost import CostTracker
 from selbench.core.errors import ConfigError
-from selbench.runners.models.language import REQUIRED_TOKENIZER, build_lm
+from selbench.runners.models.language import REQUIRED_TOKENIZER, build_lm, stochastic
 
 MODALITY = "language"
 
@@ -145,14 +148,32 @@ class LanguageAdapter(TaskAdapter):
         self.pad_id, self.embedding = pad_id, embedding
         self.domain_names = domain_names or []
 
-    def _trim(self, x: Tensor, y: Tensor | None = None) -> tuple[Tensor, Tensor | None]:
-        """Drop columns after the batch's last useful position (causal: nothing earlier changes)."""
-        L = int((target_lengths(y) if y is not None else input_lengths(x, self.pad_id)).max().clamp_min(1))
+    def _trim(self, x: Tensor, y: Tensor | None = None, inputs: bool = False) -> tuple[Tensor, Tensor | None]:
+        """Drop columns after the batch's last useful position (causal: nothing earlier changes): its
+        last target, or (no ``y``, or ``inputs``: what ``embed`` pools) its last real input."""
+        n = target_lengths(y) if y is not None else input_lengths(x, self.pad_id)
+        if inputs and y is not None:
+            n = torch.maximum(n, input_lengths(x, self.pad_id).to(n.device))
+        L = int(n.max().clamp_min(1))
         return x[..., :L], (None if y is None else y[..., :L])
 
     def per_example_loss(self, x: Tensor, y: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
+        if self._capture is not None and params is None and not stochastic(self.model):
+            return self._loss_and_embedding(x, y, self._capture)
         x, y = self._trim(x, y)
         return masked_mean_nll(self.forward(x, params), self.to_device(y))
+
+    def _loss_and_embedding(self, x: Tensor, y: Tensor, box) -> Tensor:
+        """The losses, and ``embed(x)`` into ``box.value`` from the same forward: the pooled final
+        hidden state over the real positions (the batch is trimmed to its inputs too, which adds
+        no target).  ``embed`` runs in eval mode; this forward's mode is the caller's, so the two
+        agree (up to float rounding) only without active dropout, which ``per_example_loss`` checks."""
+        x, y = self._trim(x, y, inputs=True)
+        x = self.to_device(x)
+        self.cost.count(forward=len(x))
+        h = self.model.hidden(x)
+        box.value = self._pool(h.detach(), x)
+        return masked_mean_nll(self.model.output(h), self.to_device(y))
 
     def _pool(self, h: Tensor, x: Tensor) -> Tensor:
         lengths = input_lengths(x, self.pad_id).to(h.device)

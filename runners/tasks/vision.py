@@ -3,7 +3,9 @@
 ``VisionAdapter`` implements ``core.protocols.TaskAdapter`` for classifiers:
 
 - ``per_example_loss(x, y, params=None)`` → ``[B]`` cross-entropy;
-- ``embed(x)`` → ``[B, D]`` detached penultimate features (``model.features``);
+- ``embed(x)`` → ``[B, D]`` detached penultimate features (``model.features``); inside
+  ``capture_embedding()`` a ``per_example_loss`` forward leaves them (the input of ``model.head``)
+  in the box as well;
 - ``scalar_output(params, x, y)`` → the margin of one example (TRAK's classification output);
 - ``param_subset(which)``: ``all`` | ``trainable`` | ``head`` (final linear layer) | ``last:<k>``;
 - ``per_example_grads(x, y, which, fn)`` → ``[B, P]`` and ``grad_features(x, y, spec)`` → ``[B, d]``
@@ -68,7 +70,15 @@ class VisionAdapter(TaskAdapter):
         super().__init__(model, num_classes, cost, device, eval_batch_size)
 
     def per_example_loss(self, x: Tensor, y: Tensor, params: dict[str, Tensor] | None = None) -> Tensor:
-        return F.cross_entropy(self.forward(x, params), self.to_device(y), reduction="none")
+        box, head = self._capture, getattr(self.model, "head", None)
+        if box is None or params is not None or not isinstance(head, nn.Module):
+            return F.cross_entropy(self.forward(x, params), self.to_device(y), reduction="none")
+        hook = head.register_forward_pre_hook(lambda _, i: setattr(box, "value", i[0].detach()))
+        try:  # the head's input is model.features(x): embed's value, from this forward
+            logits = self.forward(x)
+        finally:
+            hook.remove()
+        return F.cross_entropy(logits, self.to_device(y), reduction="none")
 
     @torch.no_grad()
     def embed(self, x: Tensor) -> Tensor:
