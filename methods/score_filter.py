@@ -159,8 +159,9 @@ class ScoreFilter(Reweighter):
         s = self.scores[big]
         keep = big[torch.topk(s, self.k).indices]
         loss = weighted_step(ctx, self.optimizer, ctx.pool.x[keep], ctx.pool.y[keep])
-        return {"loss": float(loss), "n_kept": float(len(keep)), "kept_score_mean": float(self.scores[keep].mean()),
-                "batch_score_mean": float(s.mean())}
+        # tensors, summed where they live and read once per eval window (no host read per step)
+        return {"loss": loss, "n_kept": float(len(keep)), "kept_score_mean": self.scores[keep].mean(),
+                "batch_score_mean": s.mean()}
 
     def effective_budget(self, ctx):
         """k/L: the fraction of every scored batch that is trained on."""

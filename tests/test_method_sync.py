@@ -11,16 +11,14 @@ import torch
 from bench.common import SIZES, build, overrides
 from selbench.methods.bads_prior import PriorGain
 from selbench.methods.registry import registered
+from selbench.runners.tasks.language import masked_mean_nll
 
 WARMUP, STEPS = 3, 5
 #: reads of host-side tensors, no device synchronisation: torch.optim's Adam keeps its step count
 #: on the host (not ``capturable``) and reads it every step (blo's and mwnet's weight optimisers)
 HOST_SIDE = ("/torch/optim/",)
-#: steps that still read to the host, in modules this test does not own (file:line of each read)
-STILL_SYNCS = {
-    "cds": "methods/score_filter.py:162-163 returns float(loss) (a device read), float(scores[keep].mean()) "
-           "and float(s.mean()) (host-side scores) every step",
-}
+#: steps that still read to the host (file:line of each read, and why)
+STILL_SYNCS: dict[str, str] = {}
 #: the language runner at a seconds-long size (tests/test_language.py's TINY_LM)
 TEXT = ["runner=language", "dataset.genres=[roman,tragedies]", "scenario.target_domain=roman",
         "scenario.pool_size=64", "scenario.target_size=8", "scenario.test_size=16", "scenario.seq_len=32",
@@ -69,7 +67,8 @@ def test_bads_on_text_reads_nothing_and_embeds_the_pool_batch_in_its_loss_forwar
     f0 = built.cost.forward
     reads = _steps(built, host_reads)
     # the one read left is the language adapter's trim (``int`` of the batch's last useful position,
-    # a Python slice bound), one per loss forward: a task read, not BADS's (before: two, one more for embed)
+    # a Python slice bound), one per loss forward, on a host batch only (on an accelerator the batch
+    # is not trimmed: test_the_text_trim_is_host_only): a task read, not BADS's
     trim = [r for r in reads if r.name == "__int__" and "runners/tasks/language.py" in r.where]
     assert [r for r in reads if r not in trim] == [] and len(trim) == STEPS, sorted(set(reads))
     # one forward of pool + target batch a step: the weight net's embedding comes from it
@@ -96,3 +95,19 @@ def test_a_gain_crossing_after_step_one_is_reported_with_its_step_at_the_next_re
     g.warn_if_over(warnings.append, 100, 10)  # an evaluation point: BADS.pool_weights
     g.warn_if_over(warnings.append, 100, 10)
     assert len(warnings) == 1 and "loop gain 0.5 > 0.1 at step 3" in warnings[0], warnings
+
+
+def test_the_text_trim_is_host_only(tmp_path, host_reads):
+    """On an accelerator the language adapter does not trim the padded batch (that would read its
+    length to the host every forward); trimming is exact, so the losses are the same either way."""
+    built = build(TEXT + ["method=erm"], str(tmp_path))
+    ad, x, y = built.ctx.adapter, built.ctx.pool.x[:6], built.ctx.pool.y[:6]
+    host_reads.clear()
+    trimmed = ad.per_example_loss(x, y)
+    assert any(r.name == "__int__" for r in host_reads)
+    meta_x = torch.empty(x.shape, dtype=x.dtype, device="meta")
+    assert ad._trim(meta_x, meta_x)[0] is meta_x  # not a host tensor: left as it is, no read
+    xt, yt = ad._trim(x, y)
+    assert xt.shape[1] <= x.shape[1]
+    full = masked_mean_nll(ad.forward(x), ad.to_device(y))
+    torch.testing.assert_close(trimmed, full)

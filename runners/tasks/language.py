@@ -150,7 +150,13 @@ class LanguageAdapter(TaskAdapter):
 
     def _trim(self, x: Tensor, y: Tensor | None = None, inputs: bool = False) -> tuple[Tensor, Tensor | None]:
         """Drop columns after the batch's last useful position (causal: nothing earlier changes): its
-        last target, or (no ``y``, or ``inputs``: what ``embed`` pools) its last real input."""
+        last target, or (no ``y``, or ``inputs``: what ``embed`` pools) its last real input.
+
+        Only for a batch on the host: on an accelerator the batch's length would be a device → host
+        read every forward (a sync per step); the padded positions cost compute there, not a stall,
+        and give torch.compile one shape."""
+        if x.device.type != "cpu":
+            return x, y
         n = target_lengths(y) if y is not None else input_lengths(x, self.pad_id)
         if inputs and y is not None:
             n = torch.maximum(n, input_lengths(x, self.pad_id).to(n.device))
