@@ -10,6 +10,7 @@ from __future__ import annotations
 import contextlib
 import math
 import statistics
+import tempfile
 import time
 from dataclasses import dataclass
 
@@ -100,7 +101,10 @@ def build(ovr: list[str], results_dir: str, synth_iters: int = 0) -> Built:
     from selbench.runners.run.prepare import PREPARE
     from selbench.runners.tasks import task_module
 
-    cfg = compose([*ovr, f"results_dir={results_dir}"])
+    # a cold artifact cache per build: setup_s is what one run pays (in a sweep, runs share cached
+    # proxies and gradient features, so e.g. less after fisher_logdet would read as nearly free)
+    cache = tempfile.mkdtemp(dir=results_dir, prefix="cache-")
+    cfg = compose([*ovr, f"results_dir={results_dir}", f"cache_dir={cache}"])
     entry = get_method(str(cfg.method.name))
     seed_everything(int(cfg.seed), bool(cfg.runner.get("deterministic", True)))
     device = resolve_device(str(cfg.runner.device))
