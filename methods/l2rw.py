@@ -10,12 +10,14 @@ import torch
 from torch import Tensor
 
 from selbench.methods.base import MethodConfig
-from selbench.methods.lookahead import (Choice, LookaheadReweighter, effective_sample_fraction, meta_gradient,
-                                        one_step_lookahead, param_dtype, reused_step, step_stats)
+from selbench.methods.lookahead import (Choice, LookaheadReweighter, MetaGrad, effective_sample_fraction,
+                                        meta_gradient, one_step_lookahead, param_dtype, reused_step, step_stats)
 from selbench.methods.registry import register_method
 
 #: consecutive all-zero batches after which the run is reported as stalled (``ctx.warn``, once)
 STALL_STREAK = 10
+#: the stall is tracked on the device and read on the host every this many steps (and by pool_weights)
+STALL_CHECK_EVERY = 100
 
 
 class PoolScore(Choice):
@@ -47,6 +49,9 @@ class L2RWConfig(MethodConfig):
     skip_all_zero: bool = False
     #: pool_weights (scoring only): mean | last weight each example received, as B·w_i
     pool_score: PoolScore = PoolScore.mean
+    #: the meta-gradient, exact either way: jvp (forward mode, first order) | double_backward
+    #: (reverse over reverse, the papers') | auto (jvp when lookahead_params moves every parameter)
+    meta_grad: MetaGrad = MetaGrad.auto
 
 
 @register_method("l2rw", config=L2RWConfig)
@@ -76,21 +81,28 @@ class L2RW(LookaheadReweighter):
     leaves θ' = θ), ``weight_nonzero`` (fraction of the batch with w > 0),
     ``weight_ess`` (effective sample fraction of w: 1 uniform, 1/B one example),
     ``zero_batch`` (1 for an all-zero batch). Ten all-zero batches in a row are reported
-    once through ``ctx.warn`` (training has stalled).
+    once through ``ctx.warn`` (training has stalled). The bookkeeping (weights per example,
+    zero-batch counts, ``skip_all_zero``) stays on the device: no host read per step; the
+    stall is read every ``STALL_CHECK_EVERY`` steps and by ``pool_weights`` (every eval point).
 
     Departures: none in the update. The official code's real step also runs on an all-
     zero batch (zero gradient, but momentum/weight decay still act); ``skip_all_zero``
-    switches to skipping it.
+    switches to skipping it (the step runs and is undone by ``torch.where``, so its backward
+    is still counted). ``meta_grad=jvp`` (default) computes ``∇ε`` exactly in forward mode
+    instead of the paper's double backward (``lookahead``/``metagrad`` module docs).
     """
     budget_use = "none"
 
     def setup(self, ctx, optimizer):
         super().setup(ctx, optimizer)
-        self.last_w = torch.ones(ctx.n_pool)
-        self.sum_w = torch.zeros(ctx.n_pool, dtype=torch.float64)
-        self.n_drawn = torch.zeros(ctx.n_pool, dtype=torch.float64)
-        self.n_zero_batches = 0
-        self.zero_streak = 0
+        dev, f64 = ctx.device, torch.float64
+        self.last_w = torch.ones(ctx.n_pool, device=dev)
+        self.sum_w = torch.zeros(ctx.n_pool, dtype=f64, device=dev)
+        self.n_drawn = torch.zeros(ctx.n_pool, dtype=f64, device=dev)
+        # on the device, read every STALL_CHECK_EVERY steps: zero batches so far, the current run of
+        # them, the step the run first reached STALL_STREAK (-1: not yet) and the count at that step
+        count = lambda v: torch.full((), v, dtype=torch.long, device=dev)  # noqa: E731
+        self.n_zero_batches, self.zero_streak, self.stall_step, self.stall_zeros = count(0), count(0), count(-1), count(0)
         self.warned_stall = False
 
     def step(self, ctx, step, pool_idx, target_idx):
@@ -100,36 +112,70 @@ class L2RW(LookaheadReweighter):
         eps = torch.zeros(len(pool_idx), device=ctx.device, dtype=dtype, requires_grad=True)
         lr = self._inner_lr()
         la = one_step_lookahead(ctx.adapter, x, y, xt, yt, lambda _l: eps, lr, reduction="sum",
-                                params=cfg.lookahead_params, reuse=True)
+                                params=cfg.lookahead_params, reuse=True, meta_grad=self.meta_grad, zero_weights=True)
         (g_eps,) = meta_gradient(ctx.adapter, la, [eps])
         w = l2rw_normalise(torch.clamp(-g_eps.detach(), min=0))
-        bw = (w * len(w)).cpu()  # the one synchronisation the bookkeeping needs
-        zero = bool(bw.sum() == 0)
-        self._count_zero(ctx, step, zero)
-        self.last_w[pool_idx] = bw.float()
-        self.sum_w.index_add_(0, pool_idx.cpu(), bw.double())
-        self.n_drawn.index_add_(0, pool_idx.cpu(), torch.ones(len(pool_idx), dtype=torch.float64))
-        if zero and cfg.skip_all_zero:
-            loss = la.pool_losses.mean()
+        bw = w * len(w)  # bookkeeping stays on the device: no host synchronisation per step
+        zero = bw.sum() == 0
+        self._count_zero(step, zero)
+        idx = pool_idx.to(ctx.device)
+        self.last_w[idx] = bw.float()
+        self.sum_w.index_add_(0, idx, bw.double())
+        self.n_drawn.index_add_(0, idx, torch.ones(len(idx), dtype=torch.float64, device=ctx.device))
+        if cfg.skip_all_zero:  # the step runs, then θ and the optimiser state are put back where zero
+            before = _snapshot(self.optimizer)
+            loss = reused_step(ctx, self.optimizer, la, bw)
+            _restore_where(self.optimizer, before, zero)
+            loss = torch.where(zero, la.pool_losses.mean().to(loss.dtype), loss)
         else:  # weighted_step minimises mean(w'·l): w' = B·w gives the paper's Σ w_i l_i
-            loss = reused_step(ctx, self.optimizer, la, w * len(w))
-        return step_stats(loss=loss, target_loss_lookahead=la.target_loss,
-                          weight_nonzero=float((bw > 0).float().mean()),
-                          weight_ess=float(effective_sample_fraction(bw.double())), zero_batch=float(zero))
+            loss = reused_step(ctx, self.optimizer, la, bw)
+        if step % STALL_CHECK_EVERY == 0:
+            self._check_stall(ctx)
+        return step_stats(loss=loss, target_loss_lookahead=la.target_loss, weight_nonzero=(bw > 0).float().mean(),
+                          weight_ess=effective_sample_fraction(bw.double()), zero_batch=zero.float())
 
-    def _count_zero(self, ctx, step: int, zero: bool) -> None:
-        self.n_zero_batches += int(zero)
-        self.zero_streak = self.zero_streak + 1 if zero else 0
-        if self.zero_streak >= STALL_STREAK and not self.warned_stall:
+    def _count_zero(self, step: int, zero: Tensor) -> None:
+        self.n_zero_batches += zero.long()
+        self.zero_streak = torch.where(zero, self.zero_streak + 1, 0)
+        first = (self.stall_step < 0) & (self.zero_streak >= STALL_STREAK)
+        self.stall_step = torch.where(first, step, self.stall_step)
+        self.stall_zeros = torch.where(first, self.n_zero_batches, self.stall_zeros)
+
+    def _check_stall(self, ctx) -> None:
+        """One host read: report (once) the first run of STALL_STREAK all-zero batches."""
+        if self.warned_stall:
+            return
+        at = int(self.stall_step)
+        if at >= 0:
             self.warned_stall = True
-            ctx.warn(f"l2rw: {self.zero_streak} all-zero batches in a row (steps {step - self.zero_streak + 1}–"
-                     f"{step}): no pool example's gradient agrees with the target batch's, so training has "
-                     f"stalled (train_zero_batch in the curve; {self.n_zero_batches} so far)")
+            ctx.warn(f"l2rw: {STALL_STREAK} all-zero batches in a row (steps {at - STALL_STREAK + 1}–{at}): no pool "
+                     f"example's gradient agrees with the target batch's, so training has stalled "
+                     f"(train_zero_batch in the curve; {int(self.stall_zeros)} so far)")
 
     def pool_weights(self, ctx):
+        self._check_stall(ctx)
         if self.cfg.pool_score == PoolScore.last:
             return self.last_w.clone()
         drawn = self.n_drawn > 0
         return torch.where(drawn, self.sum_w / self.n_drawn.clamp_min(1), torch.ones_like(self.sum_w)).float()
 
 
+def _snapshot(optimizer) -> list:
+    """Copies of the parameters and of their optimiser state tensors (for :func:`_restore_where`)."""
+    return [(p, p.detach().clone(), {k: v.clone() for k, v in optimizer.state.get(p, {}).items()
+                                     if isinstance(v, Tensor)})
+            for g in optimizer.param_groups for p in g["params"]]
+
+
+def _restore_where(optimizer, snap: list, cond: Tensor) -> None:
+    """Where ``cond`` (a device bool): parameters and optimiser state as in ``snap`` — the step
+    undone without a host read. State the step created is set to the optimisers' initial values
+    (0: SGD's momentum buffer with dampening 0, Adam's moments and step count). Adam's step count
+    lives on the host even on a GPU run: restoring it there is the one host read."""
+    with torch.no_grad():
+        for p, old_p, old_state in snap:
+            p.copy_(torch.where(cond, old_p, p))
+            for k, v in optimizer.state.get(p, {}).items():
+                if isinstance(v, Tensor):
+                    old = old_state.get(k, torch.zeros_like(v))
+                    v.copy_(torch.where(cond.to(v.device), old, v))

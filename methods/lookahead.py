@@ -23,10 +23,26 @@ are updated only by the real step, once per iteration. This is what MW-Net's
 official code achieves by copying the model's state into a throwaway meta-model;
 running statistics are not differentiated through.
 
-**Cost accounting.** The adapter counts the forwards itself (pool batch at θ, target
-batch at θ'). Backwards: the inner gradient back-propagates the ``B`` pool examples;
-the meta-gradient back-propagates the ``T`` target examples *and* runs the
-backward-of-backward through the ``B`` pool examples' graph, so it counts ``T + B``.
+**Two exact ways to the meta-gradient** (``method.meta_grad``, :class:`MetaGrad`):
+``double_backward`` is the papers' (above, second order); ``jvp`` uses
+``∂L_m(θ')/∂w_i = −α c ∇l_i(θ)·∇L_m(θ')`` (``c`` = 1 for sum, 1/B for mean): a first-order
+inner gradient, the target gradient ``v`` at θ', one forward-mode JVP of the pool losses
+along ``v`` and a backward through the weight function only (:mod:`selbench.methods.metagrad`).
+Both agree to float rounding (``tests/test_lookahead.py``). The default ``auto`` takes ``jvp``
+when the virtual step moves every trainable parameter (faster there: LeNet5, ``docs/methods/l2rw.md``)
+and ``double_backward`` for a subset (``head``, ``last:<k>``), whose second-order pass stops at
+the subset while the JVP pass is a whole forward.
+
+**Cost accounting** (``adapter.cost``, examples per lookahead + meta-gradient; the adapter counts
+its forwards, the real step's backward is :func:`reused_step`'s). ``double_backward``: forwards
+``B`` (pool at θ) + ``M`` (target at θ'); backwards ``B`` (inner gradient, ``create_graph``) +
+``M + B`` (the meta-gradient back-propagates the target *and* runs the backward-of-backward
+through the pool graph, ≈ 4 forwards of work on LeNet5). ``jvp``: forwards ``B + M`` + ``B``
+for the JVP pass (a forward with tangents, counted as one forward: ≈ 2 forwards of work on
+LeNet5, 12.9 vs 6.6 ms at B = 128), backwards ``B`` (first-order inner gradient) + ``M``
+(target at θ'); the meta-gradient itself back-propagates the weight function only. With zero
+weights (L2RW: θ' = θ) there is no inner gradient and, without active dropout, the JVP rides on
+the pool batch's one forward: forwards ``B + M``, backwards ``M``.
 """
 from __future__ import annotations
 
@@ -40,6 +56,7 @@ from torch import Tensor, nn
 
 from selbench.core.errors import ConfigError
 from selbench.core.modes import frozen_buffers
+from selbench.methods.metagrad import forward_ad_error, jvp_lookahead
 from selbench.methods.base import Reweighter, RunContext, score_pool
 
 
@@ -55,6 +72,16 @@ class Choice(str, Enum):
 
     def __str__(self) -> str:
         return str(self.value)
+
+
+class MetaGrad(Choice):
+    """How ∂L_m(θ')/∂w is computed; both are exact (module docstring)."""
+
+    #: jvp where the virtual step moves every trainable parameter, else double_backward: the JVP pass
+    #: costs a whole forward whatever the subset, the double backward only reaches the subset
+    auto = "auto"
+    jvp = "jvp"                          # forward-mode JVP of the pool losses, first order
+    double_backward = "double_backward"  # reverse-over-reverse through the create_graph inner gradient
 
 
 #: ``lookahead_params`` values per modality (mirrors ``param_subset`` of the task adapters):
@@ -101,6 +128,8 @@ class Lookahead:
     n_target: int
     #: with ``reuse=True``: the pool losses still in their forward graph at θ, for the real step
     live_losses: Tensor | None = None
+    #: ``meta_grad=jvp``: ∂L_m(θ')/∂w, [B] (``target_loss`` is then detached)
+    grad_w: Tensor | None = None
 
 
 def lookahead_params(adapter, which: str = "all") -> dict[str, Tensor]:
@@ -108,9 +137,16 @@ def lookahead_params(adapter, which: str = "all") -> dict[str, Tensor]:
     return {k: v for k, v in adapter.param_subset(which).items() if v.requires_grad}
 
 
+def _checked(w: Tensor, losses: Tensor) -> Tensor:
+    if w.shape != losses.shape:
+        raise ValueError(f"weight_fn returned shape {tuple(w.shape)} for {tuple(losses.shape)} losses")
+    return w
+
+
 def one_step_lookahead(adapter, x: Tensor, y: Tensor, x_target: Tensor, y_target: Tensor,
                        weight_fn: Callable[[Tensor], Tensor], lr: float, *, reduction: str = "mean",
-                       params: str | dict[str, Tensor] = "all", reuse: bool = False) -> Lookahead:
+                       params: str | dict[str, Tensor] = "all", reuse: bool = False,
+                       meta_grad: str = MetaGrad.double_backward, zero_weights: bool = False) -> Lookahead:
     """Virtual step ``θ' = θ − lr · ∇_θ reduce(w ⊙ l(θ))`` and the target loss at ``θ'``.
 
     ``weight_fn(losses)`` receives the pool losses *detached* (MW-Net feeds them to its
@@ -121,19 +157,28 @@ def one_step_lookahead(adapter, x: Tensor, y: Tensor, x_target: Tensor, y_target
     fewer per step). The pool forward then runs outside ``frozen_buffers``: it is the iteration's
     one forward of the batch at θ, so BatchNorm's running statistics are updated once, by it, as
     the real step's forward did before; the virtual forward at θ' stays frozen.
+
+    ``meta_grad=jvp`` computes ``∂L_m/∂w`` here (``Lookahead.grad_w``, forward mode);
+    ``zero_weights=True`` tells it the weights are 0 (L2RW's ε), so θ' = θ with no inner gradient
+    (no host read to find out). ``double_backward`` keeps the graph for :func:`meta_gradient`.
     """
     if reduction not in ("sum", "mean"):
         raise ValueError(f"reduction={reduction!r} (sum | mean)")
     theta = lookahead_params(adapter, params) if isinstance(params, str) else params
+    # the model's own tensors: the pool forward at θ runs as a plain forward (an adapter's
+    # capture_embedding can take the batch's embedding from it: online BLO)
+    at = None if isinstance(params, str) else theta
+    if str(meta_grad) == MetaGrad.jvp:
+        target_loss, losses, w, grad_w = jvp_lookahead(adapter, x, y, x_target, y_target, weight_fn, lr, reduction,
+                                                       theta, reuse, zero_weights, _checked, at)
+        return Lookahead(target_loss, losses.detach(), w, len(x), len(x_target), losses if reuse else None, grad_w)
     names = list(theta)
     if reuse:
-        losses = adapter.per_example_loss(x, y, params=theta)
+        losses = adapter.per_example_loss(x, y, params=at)
     with frozen_buffers(adapter.model):  # the virtual step never moves running statistics
         if not reuse:
-            losses = adapter.per_example_loss(x, y, params=theta)
-        w = weight_fn(losses.detach())
-        if w.shape != losses.shape:
-            raise ValueError(f"weight_fn returned shape {tuple(w.shape)} for {tuple(losses.shape)} losses")
+            losses = adapter.per_example_loss(x, y, params=at)
+        w = _checked(weight_fn(losses.detach()), losses)
         inner = (w * losses).sum()
         if reduction == "mean":
             inner = inner / len(losses)
@@ -145,7 +190,11 @@ def one_step_lookahead(adapter, x: Tensor, y: Tensor, x_target: Tensor, y_target
 
 
 def meta_gradient(adapter, la: Lookahead, wrt: Sequence[Tensor]) -> tuple[Tensor, ...]:
-    """``∂ L_m(θ') / ∂ wrt`` (zeros where ``wrt`` does not reach the target loss)."""
+    """``∂ L_m(θ') / ∂ wrt`` (zeros where ``wrt`` does not reach the target loss). With ``meta_grad=jvp``
+    a backward of ``∂L_m/∂w`` through the weight function only (no model pass, nothing counted)."""
+    if la.grad_w is not None:
+        grads = torch.autograd.grad(la.weights, list(wrt), grad_outputs=la.grad_w, allow_unused=True)
+        return tuple(torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads))
     grads = torch.autograd.grad(la.target_loss, list(wrt), allow_unused=True, retain_graph=la.live_losses is not None)
     adapter.cost.count(backward=la.n_target + la.n_pool)
     return tuple(torch.zeros_like(t) if g is None else g for t, g in zip(wrt, grads))
@@ -209,9 +258,32 @@ class LookaheadReweighter(Reweighter):
         if not lookahead_params(ctx.adapter, self.cfg.lookahead_params):
             raise ConfigError(f"method.lookahead_params={self.cfg.lookahead_params!r} selects no trainable "
                               f"parameter of this model: the meta-gradient would be 0")
+        self.meta_grad = self._resolve_meta_grad(ctx)
         if self.cfg.inner_lr is not None and float(self.cfg.inner_lr) == 0:
             ctx.warn(f"{type(self).__name__}: method.inner_lr=0: the virtual step does not move θ, so the "
                      f"meta-gradient is 0 and the weights are never learned")
+
+    def _resolve_meta_grad(self, ctx) -> str:
+        """``cfg.meta_grad`` (``auto``: :class:`MetaGrad`), or ``double_backward`` where this model has an
+        op without a forward-AD formula (probed once on two pool examples; the run says so through
+        ``ctx.warn``). The path taken is ``record["selection"]["meta_grad"]``."""
+        want = str(getattr(self.cfg, "meta_grad", MetaGrad.double_backward))
+        theta = lookahead_params(ctx.adapter, self.cfg.lookahead_params)
+        if want == MetaGrad.auto:
+            every = {id(p) for p in ctx.model.parameters() if p.requires_grad} == {id(p) for p in theta.values()}
+            want = str(MetaGrad.jvp if every else MetaGrad.double_backward)
+        if want != MetaGrad.jvp:
+            return want
+        x, y = pool_batch(ctx, torch.arange(min(2, ctx.n_pool)))
+        err = forward_ad_error(ctx.adapter, x, y, theta)
+        if err is None:
+            return want
+        ctx.warn(f"{type(self).__name__}: method.meta_grad=jvp needs forward-mode AD, which this model does not "
+                 f"support ({err}); using meta_grad=double_backward (same meta-gradient, slower)")
+        return str(MetaGrad.double_backward)
+
+    def after_training(self, ctx) -> dict:
+        return {"meta_grad": self.meta_grad}
 
     def _batches(self, ctx, pool_idx, target_idx):
         return (*pool_batch(ctx, pool_idx), *pool_batch(ctx, target_idx, "target"))

@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from selbench.methods.base import MethodConfig
-from selbench.methods.lookahead import (LookaheadReweighter, check_range, effective_sample_fraction,
+from selbench.methods.lookahead import (LookaheadReweighter, MetaGrad, check_range, effective_sample_fraction,
                                         one_step_lookahead, param_dtype, reused_step, step_stats)
 from selbench.methods.registry import register_method
 
@@ -45,6 +45,9 @@ class MWNetConfig(MethodConfig):
     lookahead_params: str = "all"
     #: examples per chunk when scoring the whole pool for pool_weights
     score_chunk: int = 1000
+    #: the meta-gradient, exact either way: jvp (forward mode, first order) | double_backward
+    #: (reverse over reverse, the papers') | auto (jvp when lookahead_params moves every parameter)
+    meta_grad: MetaGrad = MetaGrad.auto
 
 
 @register_method("mwnet", config=MWNetConfig)
@@ -103,7 +106,8 @@ class MWNet(LookaheadReweighter):
         lr = self._inner_lr()
         phi = list(self.vnet.parameters())
         la = one_step_lookahead(ctx.adapter, x, y, xt, yt, self._weights, lr,
-                                reduction="sum" if cfg.normalize else "mean", params=cfg.lookahead_params, reuse=True)
+                                reduction="sum" if cfg.normalize else "mean", params=cfg.lookahead_params, reuse=True,
+                                meta_grad=self.meta_grad)
         self._meta_step(ctx, la, phi, self.v_opt)
 
         with torch.no_grad():  # the real step reuses the lookahead's forward at θ (same batch, same θ)

@@ -5,6 +5,7 @@ baseline of the BADS paper; the shared lookahead machinery is in
 from __future__ import annotations
 
 import math
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Optional
 
@@ -16,7 +17,7 @@ from selbench.core.errors import ConfigError
 from selbench.core.modes import frozen_buffers
 from selbench.core.sampling import CyclicSampler
 from selbench.methods.base import MethodConfig, weighted_step
-from selbench.methods.lookahead import (Choice, LookaheadReweighter, check_range, effective_sample_fraction,
+from selbench.methods.lookahead import (Choice, LookaheadReweighter, MetaGrad, check_range, effective_sample_fraction,
                                         one_step_lookahead, param_dtype, pool_batch, step_stats)
 from selbench.methods.registry import register_method
 
@@ -106,6 +107,9 @@ class BLOConfig(MethodConfig):
     score_features: ScoreFeatures = ScoreFeatures.cached
     #: with cached features: also re-embed the whole pool every this many steps (0 = never)
     refresh_every: int = 0
+    #: the meta-gradient, exact either way: jvp (forward mode, first order) | double_backward
+    #: (reverse over reverse, the papers') | auto (jvp when lookahead_params moves every parameter)
+    meta_grad: MetaGrad = MetaGrad.auto
 
 
 @register_method("blo", config=BLOConfig)
@@ -250,12 +254,20 @@ class OnlineBLO(LookaheadReweighter):
         x, y, xt, yt = self._batches(ctx, pool_idx, target_idx)
         lr = self._inner_lr()
 
-        # 1. meta step on φ through soft weights in the virtual step
-        phi = list(self.scorer.parameters())
-        emb = self._embed(ctx, x)
-        s = self.scorer(emb, y)
-        la = one_step_lookahead(ctx.adapter, x, y, xt, yt, lambda _l: len(s) * torch.softmax(s, 0), lr,
-                                reduction="mean", params=cfg.lookahead_params)
+        # 1. meta step on φ through soft weights in the virtual step; the meta batch's embedding comes
+        # from the lookahead's own pool forward at θ where the adapter can capture it (else one more pass)
+        phi, got = list(self.scorer.parameters()), {}
+        capture = getattr(ctx.adapter, "capture_embedding", None)
+
+        def soft_weights(_losses):
+            cap = box.value if box is not None else None
+            got["emb"] = self._embed(ctx, x) if cap is None else cap
+            return len(x) * torch.softmax(self.scorer(got["emb"], y), 0)
+
+        with capture() if capture is not None else nullcontext() as box:
+            la = one_step_lookahead(ctx.adapter, x, y, xt, yt, soft_weights, lr, reduction="mean",
+                                    params=cfg.lookahead_params, meta_grad=self.meta_grad)
+        emb = got["emb"]
         self._meta_step(ctx, la, phi, self.w_opt)
 
         # 2. score a large pool batch, keep k

@@ -257,25 +257,34 @@ def test_presets_reach_the_method_configs(tmp_path, exp):
 # ----------------------------------------------------------------------------- runs through the real runner
 
 
+@pytest.mark.parametrize("meta_grad", ["jvp", "double_backward"])
 @pytest.mark.parametrize("method", ["l2rw", "mwnet", "blo", "blo_fresh"])
-def test_runs_end_to_end_with_weights_scored_and_lookahead_passes_counted(tmp_path, method):
+def test_runs_end_to_end_with_weights_scored_and_lookahead_passes_counted(tmp_path, method, meta_grad):
     extra_args = ["method=blo", "method.score_features=fresh"] if method == "blo_fresh" else [f"method={method}"]
-    rec = run_job(compose_cfg(TINY + extra_args + ["runner.steps=8", "runner.eval_every=4", "runner.threads=1"],
-                              tmp_path))
+    rec = run_job(compose_cfg(TINY + extra_args + ["runner.steps=8", "runner.eval_every=4", "runner.threads=1",
+                                                   f"method.meta_grad={meta_grad}"], tmp_path))
     assert rec["status"] == "ok", rec.get("reason")
     q = rec["selection"]["quality"]
     assert q["auc_clean_vs_corrupted"] is not None and len(rec["curve"]) == 2
     b, t, steps = 64, 32, 8
-    # per training step, exactly: the pool batch at θ and the target batch at θ' (forward), the
-    # inner backward (B), the meta backward (T + B); the real step's backward (B). L2RW and MW-Net
-    # back-propagate the real step through the lookahead's pool forward (no second forward); BLO
-    # trains on other examples (forward k = B), embeds the meta batch (B) and scores the large batch
-    # on cached embeddings (the whole pool embedded once: N forwards over the run) or, with
-    # score_features=fresh, embeds all L = ⌈B/β⌉ of it every step.
+    # per training step, exactly, with meta_grad=double_backward: the pool batch at θ and the target
+    # batch at θ' (forward), the inner backward (B), the meta backward (T + B); the real step's
+    # backward (B). L2RW and MW-Net back-propagate the real step through the lookahead's pool forward
+    # (no second forward); BLO trains on other examples (forward k = B), takes the meta batch's
+    # embedding from the lookahead's pool forward (adapter.capture_embedding: no pass of its own) and
+    # scores the large batch on cached embeddings (the whole pool embedded once: N forwards over the
+    # run) or, with score_features=fresh, embeds all L = ⌈B/β⌉ of it every step.
+    # meta_grad=jvp: the meta backward becomes a forward with tangents of the pool batch (B) and
+    # the target backward (T); L2RW (ε = 0: θ' = θ) takes no inner gradient and its pool forward
+    # carries the tangents itself.
     n_pool = rec["scenario_info"]["n_pool"]
-    extra = {"l2rw": 0, "mwnet": 0, "blo": 2 * b + n_pool / steps, "blo_fresh": 2 * b + math.ceil(b / rec["budget"])}
+    extra = {"l2rw": 0, "mwnet": 0, "blo": b + n_pool / steps, "blo_fresh": b + math.ceil(b / rec["budget"])}
     c = rec["compute"]
-    assert (c["forward_per_step"], c["backward_per_step"]) == (b + t + extra[method], 3 * b + t), c
+    if meta_grad == "double_backward":
+        expect = (b + t + extra[method], 3 * b + t)
+    else:
+        expect = {"l2rw": (b + t, b + t), "mwnet": (2 * b + t, 2 * b + t)}.get(method, (2 * b + t + extra[method], 2 * b + t))
+    assert (c["forward_per_step"], c["backward_per_step"]) == expect, c
     assert c["train_examples_per_step"] == b
 
 
