@@ -87,6 +87,7 @@ class Built:
     model: object
     ctx: object = None
     cfg: object = None
+    method: object = None
 
 
 def build(ovr: list[str], results_dir: str, synth_iters: int = 0) -> Built:
@@ -123,7 +124,46 @@ def build(ovr: list[str], results_dir: str, synth_iters: int = 0) -> Built:
         prepared = PREPARE[entry.cls.kind](method, ctx, optimizer, cost)
     sync(device)
     return Built(entry.name, entry.cls.kind, prepared.step_fn, cost, device, time.perf_counter() - t0,
-                 dict(prepared.summary), len(scenario.pool), adapter.model, ctx, cfg)
+                 dict(prepared.summary), len(scenario.pool), adapter.model, ctx, cfg, method)
+
+
+def state_bytes(method, shared=()) -> int:
+    """Tensor bytes the method object holds across steps (per-example weights, running sums, its
+    own networks and their optimisers' state, cached embeddings), not counting ``shared`` objects
+    (the model, the main optimiser, the run context: the same for every method).  The step peak
+    (:class:`Memory`) is measured above this state; together they are the method's footprint."""
+    seen_ids, seen_storage, total = {id(o) for o in shared}, set(), 0
+
+    def add(t: torch.Tensor) -> None:
+        nonlocal total
+        key = (t.untyped_storage().data_ptr(), t.device)
+        if key not in seen_storage:
+            seen_storage.add(key)
+            total += t.untyped_storage().nbytes()
+
+    def walk(o, depth: int) -> None:
+        if id(o) in seen_ids or depth > 6:
+            return
+        seen_ids.add(id(o))
+        if isinstance(o, torch.Tensor):
+            add(o)
+        elif isinstance(o, torch.nn.Module):
+            for t in [*o.parameters(), *o.buffers()]:
+                add(t)
+        elif isinstance(o, torch.optim.Optimizer):
+            for st in o.state.values():
+                walk(st, depth + 1)
+        elif isinstance(o, dict):
+            for v in o.values():
+                walk(v, depth + 1)
+        elif isinstance(o, (list, tuple, set)):
+            for v in o:
+                walk(v, depth + 1)
+        elif type(o).__module__.startswith("selbench.") and hasattr(o, "__dict__"):
+            walk(vars(o), depth + 1)
+
+    walk(vars(method), 0)
+    return total
 
 
 def sync(device) -> None:

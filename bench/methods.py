@@ -1,13 +1,15 @@
 """Per-method step cost against ``erm`` at equal examples per step, and each selector's
 selection cost and payback.  One method per call of :func:`measure_method` (the suite runs it
-in its own process by default, so memory figures do not leak from one method to the next).
+in its own process by default).
 
 Reported per method: ms per step and per training example (medians, measured round-robin with
 an ``erm`` built in the same process, so ``time_ratio`` is a side-by-side ratio), peak tensor
 memory of one round of steps above what was allocated before it (the CUDA allocator's peak on
 GPU, the profiler's allocation events on CPU: :class:`bench.common.Memory`; that round is not
-timed), forward / backward passes and training examples per step, and the
-offline phase (``setup_s``: a selector's selection, a synthesizer's synthesis).
+timed; ``mem_mb``), the tensors the method keeps between steps beyond the model and the main
+optimiser (``state_mb``: per-example weights, weight networks, caches; :func:`bench.common.state_bytes`),
+``footprint_ratio`` = (mem + state) / erm's (what the paper cost claims are checked on),
+forward / backward passes and training examples per step, and the offline phase (``setup_s``: a selector's selection, a synthesizer's synthesis).
 
 Payback of a selector's cost (training on the kept fraction ``f`` of the pool instead of the
 whole pool saves ``(1 − f)`` of every epoch): ``select_in_erm_steps = setup_s / erm step``, and
@@ -18,7 +20,7 @@ from __future__ import annotations
 
 import traceback
 
-from bench.common import Memory, build, median, overrides, ratio, time_steps
+from bench.common import Memory, build, state_bytes, median, overrides, ratio, time_steps
 
 
 def _counters(cost):
@@ -43,7 +45,8 @@ def measure_method(name: str, sz: dict, device: str, results_dir: str, extra=(),
             with mem.window():
                 time_steps(b.step_fn, steps, b.device, start=warm + 1)
             f1, bw1, t1 = _counters(b.cost)
-        row.update(mem_mb=mem.mb, rss_mb=mem.rss_mb, cuda_mb=mem.cuda_mb,
+        shared = (b.model, b.ctx, b.ctx.adapter, *[v for k, v in vars(b.method).items() if k == "optimizer"])
+        row.update(mem_mb=mem.mb, rss_mb=mem.rss_mb, cuda_mb=mem.cuda_mb, state_mb=state_bytes(b.method, shared) / 2**20,
                    forward_per_step=(f1 - f0) / steps, backward_per_step=(bw1 - bw0) / steps,
                    examples_per_step=(t1 - t0) / steps)
         if erm is None:
@@ -65,6 +68,11 @@ def measure_method(name: str, sz: dict, device: str, results_dir: str, extra=(),
     return row
 
 
+def _footprint(r: dict) -> float:
+    """The step's peak working memory plus the state the method keeps between steps (MB)."""
+    return (r.get("mem_mb") or 0.0) + (r.get("state_mb") or 0.0)
+
+
 def finish(rows: list[dict], sz: dict) -> list[dict]:
     """Ratios to ``erm``'s row (memory) and the payback columns, in place."""
     erm = next((r for r in rows if r["method"] == "erm" and r["status"] == "ok"), None)
@@ -72,6 +80,7 @@ def finish(rows: list[dict], sz: dict) -> list[dict]:
         if r["status"] != "ok" or erm is None:
             continue
         r["mem_ratio"] = ratio(r.get("mem_mb"), erm.get("mem_mb"))
+        r["footprint_ratio"] = ratio(_footprint(r), _footprint(erm))
         r["examples_ratio"] = ratio(r.get("examples_per_step"), erm.get("examples_per_step"))
         if r.get("kind") in ("selector", "synthesizer"):
             step_s = r["erm_ms_per_step"] / 1e3
@@ -91,5 +100,5 @@ def claim_column(r: dict) -> str:
     lim = CLAIMS.get(r["method"])
     if lim is None or r["status"] != "ok":
         return ""
-    ok_t, ok_m = r["time_ratio"] <= lim[0], not (r.get("mem_ratio", 0) > lim[1])
+    ok_t, ok_m = r["time_ratio"] <= lim[0], not (r.get("footprint_ratio", 0) > lim[1])
     return f"{'ok' if ok_t and ok_m else 'OVER'} (≤{lim[0]}×t, ≤{lim[1]}×m)"

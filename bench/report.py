@@ -47,7 +47,7 @@ def print_tables(res: dict) -> None:
     if "methods" in res:
         rows = [dict(r, claim=claim_column(r)) for r in res["methods"]]
         print(table(rows, ["method", "kind", "status", "examples_per_step", "ms_per_step", "ms_per_example",
-                           "time_ratio", "mem_mb", "mem_ratio", "forward_per_step", "backward_per_step", "claim"],
+                           "time_ratio", "mem_mb", "state_mb", "mem_ratio", "footprint_ratio", "forward_per_step", "backward_per_step", "claim"],
                     "step cost relative to erm at equal examples per step"))
         sel = [r for r in rows if r.get("kind") in ("selector", "synthesizer") and r["status"] == "ok"]
         print(table(sel, ["method", "kind", "setup_s", "effective_budget", "select_in_erm_steps", "payback_epochs"],
