@@ -4,6 +4,7 @@
     python -m bench --size tiny --inproc            # seconds: the unit test's size
     python -m bench --size full --device cuda       # the ranges (pool 10k → 58k, wider models)
     python -m bench --sections methods --methods erm bads l2rw mwnet blo
+    python -m bench --sections methods --methods erm l2rw l2rw:meta_grad=double_backward,lookahead_params=head
     python -m bench --check-overhead 0.95           # exit 1 if the harness is slower than 0.95× a bare loop
     python -m bench --modality language             # text: every language method on the instruction mixture
 
@@ -27,7 +28,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from bench.common import SIZES, text_size
+from bench.common import SIZES, split_spec, text_size
 from bench.report import print_tables, write_csv
 
 SECTIONS = ("overhead", "methods", "grads", "scaling")
@@ -38,7 +39,8 @@ def _parse(argv=None):
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--size", choices=sorted(SIZES), default="small")
     ap.add_argument("--sections", nargs="+", choices=SECTIONS, default=list(SECTIONS))
-    ap.add_argument("--methods", nargs="+", help="registered method names (default: every registered vision method)")
+    ap.add_argument("--methods", nargs="+", help="registered method names, or variants name:key=value,... "
+                    "(method.* overrides; default: every registered method of the modality)")
     ap.add_argument("--scaling-methods", nargs="+", help="methods for the scaling section (default: as --methods)")
     ap.add_argument("--modality", choices=("vision", "language"), default="vision",
                     help="language: the methods section on the instruction mixture with the tiny GPT")
@@ -100,7 +102,7 @@ def _methods(args, modality: str = "vision") -> tuple[list[str], list[dict]]:
     keep, skipped = ["erm"], []
     for n in names:
         try:
-            mods = getattr(get_method(n).cls, "modalities", (modality,))
+            mods = getattr(get_method(split_spec(n)[0]).cls, "modalities", (modality,))
         except Exception as e:  # noqa: BLE001
             skipped.append({"method": n, "status": f"failed: {type(e).__name__}: {e}"[:300]})
             continue

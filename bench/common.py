@@ -51,7 +51,19 @@ def _text_overrides(sz: dict, pool: int | None) -> list[str]:
             f"model.context={sz['seq_len']}", *([f"model.tokenizer.max_vocab={sz['vocab']}"] if sz["vocab"] else [])]
 
 
+def split_spec(spec: str) -> tuple[str, list[str]]:
+    """``name`` or ``name:key=value,key=value`` (a variant: ``l2rw:meta_grad=double_backward``)
+    → the registered name and its ``method.*`` overrides."""
+    name, _, rest = spec.partition(":")
+    return name, [f"method.{kv}" for kv in rest.split(",") if kv]
+
+
 def overrides(sz: dict, method: str, device: str, extra=(), pool: int | None = None) -> list[str]:
+    method, variant = split_spec(method)
+    return [*_overrides(sz, method, device, extra, pool), *variant]
+
+
+def _overrides(sz: dict, method: str, device: str, extra=(), pool: int | None = None) -> list[str]:
     if sz.get("modality") == "language":
         return [f"method={method}", *_text_overrides(sz, pool), "scale=paper",
                 f"runner.steps={sz['warmup'] + sz['steps'] * sz['rounds']}", f"runner.device={device}",

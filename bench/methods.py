@@ -97,7 +97,7 @@ CLAIMS = {"bads": (1.1, 1.5), "l2rw": (2.0, 2.5), "mwnet": (2.0, 2.5), "blo": (2
 
 
 def claim_column(r: dict) -> str:
-    lim = CLAIMS.get(r["method"])
+    lim = CLAIMS.get(r["method"].partition(":")[0])
     if lim is None or r["status"] != "ok":
         return ""
     ok_t, ok_m = r["time_ratio"] <= lim[0], not (r.get("footprint_ratio", 0) > lim[1])

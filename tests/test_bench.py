@@ -35,7 +35,7 @@ def tiny(tmp_path_factory):
     out = tmp_path_factory.mktemp("bench")
     try:
         rc = bm.main(["--size", "tiny", "--inproc", "--threads", "1", "--out", str(out), "--methods", "erm", "random",
-                      "bads", "l2rw", "blo", "bench_broken_tmp", "--scaling-methods", "erm", "l2rw",
+                      "bads", "l2rw", "l2rw:meta_grad=double_backward", "blo", "bench_broken_tmp", "--scaling-methods", "erm", "l2rw",
                       "--check-overhead", "1e9"])
     finally:
         unregister_method("bench_broken_tmp")
@@ -133,3 +133,12 @@ def test_language_modality_measures_text_methods_and_skips_image_ones(tmp_path):
         assert rows[name]["examples_per_step"] == res["meta"]["sizes"]["batch"]
         assert math.isfinite(rows[name]["time_ratio"]) and rows[name]["mem_mb"] > 0
     assert rows["dm"]["status"].startswith("skipped: modalities")
+
+
+def test_a_method_variant_is_measured_as_its_own_row_with_its_overrides(tiny):
+    _, res, _ = tiny
+    rows = {r["method"]: r for r in res["methods"]}
+    r, base = rows["l2rw:meta_grad=double_backward"], rows["l2rw"]
+    assert r["status"] == "ok", r.get("traceback")
+    # the double backward re-propagates the pool batch through its own graph: more backward examples
+    assert r["backward_per_step"] > base["backward_per_step"]
