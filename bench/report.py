@@ -57,7 +57,7 @@ def print_tables(res: dict) -> None:
         print(table(res["grads"], cols, "per-example gradient throughput (examples/s; ×loop)"))
     if "scaling" in res:
         cols = ["method", "status", "pool_setup_s", "slope_pool_setup_s", "pool_step_ms", "slope_pool_step_ms",
-                "slope_pool_mem_mb", "model_step_ms", "slope_params_step_ms", "slope_params_mem_mb"]
+                "slope_pool_mem_mb", "pool_state_mb", "slope_pool_state_mb", "model_step_ms", "slope_params_step_ms", "slope_params_mem_mb"]
         rows = [{k: ("/".join(fmt(x) for x in v) if isinstance(v, list) else v) for k, v in r.items()}
                 for r in res["scaling"]]
         print(table(rows, cols, "scaling: log-log slopes against pool size and parameter count"))
