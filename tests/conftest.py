@@ -61,3 +61,12 @@ def selbench(*args: str, cwd: Path, env: dict | None = None, timeout: int = 300)
     exe = Path(sys.executable).parent / "selbench"
     e = {**os.environ, "PYTHONWARNINGS": "ignore", **(env or {})}
     return subprocess.run([str(exe), *args], cwd=cwd, env=e, capture_output=True, text=True, timeout=timeout)
+
+
+@pytest.fixture
+def one_thread():
+    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

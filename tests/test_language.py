@@ -24,13 +24,7 @@ from selbench.runners.run.validate import check_config
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: one intra-op thread avoids oversubscription stalls."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 #: a seconds-long real run: two Shakespeare genres, a very small GPT
 TINY_LM = ["runner=language", "dataset.genres=[roman,tragedies]", "scenario.target_domain=roman",

@@ -12,6 +12,7 @@ from bench.common import SIZES, build, overrides
 from selbench.methods.bads_prior import PriorGain
 from selbench.methods.registry import registered
 from selbench.runners.tasks.language import masked_mean_nll
+from test_language import TINY_LM
 
 WARMUP, STEPS = 3, 5
 #: reads of host-side tensors, no device synchronisation: torch.optim's Adam keeps its step count
@@ -19,20 +20,10 @@ WARMUP, STEPS = 3, 5
 HOST_SIDE = ("/torch/optim/",)
 #: steps that still read to the host (file:line of each read, and why)
 STILL_SYNCS: dict[str, str] = {}
-#: the language runner at a seconds-long size (tests/test_language.py's TINY_LM)
-TEXT = ["runner=language", "dataset.genres=[roman,tragedies]", "scenario.target_domain=roman",
-        "scenario.pool_size=64", "scenario.target_size=8", "scenario.test_size=16", "scenario.seq_len=32",
-        "model.width=32", "model.depth=1", "model.heads=2", "model.context=32", "model.tokenizer.max_vocab=256",
-        "runner.batch_size=8", "runner.target_batch_size=4", "runner.device=cpu", "progress=false", "scale=debug",
-        "logger=none", "runner.steps=20"]
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+#: the language runner at a seconds-long size
+TEXT = [o for o in TINY_LM if not o.startswith(("runner.steps=", "runner.eval_every="))] + ["logger=none",
+                                                                                          "runner.steps=20"]
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _reweighters() -> list[str]:
