@@ -43,12 +43,17 @@ def text_size(size: str, sz: dict) -> dict:
     return {**sz, **TEXT_SIZES[size], "modality": "language"}
 
 
-def _text_overrides(sz: dict, pool: int | None) -> list[str]:
-    return ["runner=language", "dataset=instructions", "scenario=instruction_mixture", "model=tiny_gpt",
-            f"scenario.pool_size={pool or sz['pool']}", f"scenario.seq_len={sz['seq_len']}",
-            f"scenario.target_per_domain={sz['target_per_domain']}", "scenario.test_per_domain=8",
-            "scenario.val_per_domain=8", f"model.width={sz['width']}", f"model.depth={sz['depth']}", "model.heads=2",
-            f"model.context={sz['seq_len']}", *([f"model.tokenizer.max_vocab={sz['vocab']}"] if sz["vocab"] else [])]
+def _data_overrides(sz: dict, pool: int | None) -> list[str]:
+    """The data and model of a size: the vision keys, or ``TEXT_SIZES``' (``modality: language``)."""
+    if sz.get("modality") == "language":
+        return ["runner=language", "dataset=instructions", "scenario=instruction_mixture", "model=tiny_gpt",
+                f"scenario.pool_size={pool or sz['pool']}", f"scenario.seq_len={sz['seq_len']}",
+                f"scenario.target_per_domain={sz['target_per_domain']}", "scenario.test_per_domain=8",
+                "scenario.val_per_domain=8", f"model.width={sz['width']}", f"model.depth={sz['depth']}",
+                "model.heads=2", f"model.context={sz['seq_len']}",
+                *([f"model.tokenizer.max_vocab={sz['vocab']}"] if sz["vocab"] else [])]
+    return [f"dataset={sz['dataset']}", f"model={sz['model']}", "scenario=sym_noise",
+            f"scenario.pool_size={pool or sz['pool']}", f"scenario.target_per_class={sz['target_per_class']}"]
 
 
 def split_spec(spec: str) -> tuple[str, list[str]]:
@@ -58,22 +63,16 @@ def split_spec(spec: str) -> tuple[str, list[str]]:
     return name, [f"method.{kv}" for kv in rest.split(",") if kv]
 
 
-def overrides(sz: dict, method: str, device: str, extra=(), pool: int | None = None) -> list[str]:
+def overrides(sz: dict, method: str, device: str, extra=(), pool: int | None = None,
+              steps: int | None = None) -> list[str]:
+    """A run of ``method`` (or a variant, :func:`split_spec`) at size ``sz``: ``steps`` training
+    steps (default: warm-up plus the timed rounds)."""
     method, variant = split_spec(method)
-    return [*_overrides(sz, method, device, extra, pool), *variant]
-
-
-def _overrides(sz: dict, method: str, device: str, extra=(), pool: int | None = None) -> list[str]:
-    if sz.get("modality") == "language":
-        return [f"method={method}", *_text_overrides(sz, pool), "scale=paper",
-                f"runner.steps={sz['warmup'] + sz['steps'] * sz['rounds']}", f"runner.device={device}",
-                f"runner.batch_size={sz['batch']}", f"runner.target_batch_size={sz['target_batch']}",
-                "runner.match_examples=true", "progress=false", "logger=none", *extra]
-    return [f"method={method}", f"dataset={sz['dataset']}", f"model={sz['model']}", "scenario=sym_noise",
-            f"scenario.pool_size={pool or sz['pool']}", f"scenario.target_per_class={sz['target_per_class']}",
-            "scale=paper", f"runner.steps={sz['warmup'] + sz['steps'] * sz['rounds']}", f"runner.device={device}",
-            f"runner.batch_size={sz['batch']}", f"runner.target_batch_size={sz['target_batch']}",
-            "runner.match_examples=true", "progress=false", "logger=none", *extra]
+    steps = sz["warmup"] + sz["steps"] * sz["rounds"] if steps is None else steps
+    return [f"method={method}", *_data_overrides(sz, pool), "scale=paper", f"runner.steps={steps}",
+            f"runner.device={device}", f"runner.batch_size={sz['batch']}",
+            f"runner.target_batch_size={sz['target_batch']}", "runner.match_examples=true", "progress=false",
+            "logger=none", *extra, *variant]
 
 
 def compose(ovr: list[str]):
@@ -178,6 +177,30 @@ def state_bytes(method, shared=()) -> int:
     return total
 
 
+def profiled_steps(b: "Built", warm: int, steps: int) -> tuple["Memory", dict]:
+    """Steps ``1 … warm + steps`` of ``b``: ``warm − 1`` warm-up steps (first-step caches, lazy
+    state), one lead-in step inside the profile and ``steps`` steps in the memory window (their
+    times are not used: the CPU profiler slows them down).  Returns the memory and the window's
+    forward / backward / training examples per step."""
+    def counters():
+        return b.cost.forward, b.cost.backward, b.cost.train
+
+    time_steps(b.step_fn, warm - 1, b.device)
+    with Memory(b.device) as mem:
+        time_steps(b.step_fn, 1, b.device, start=warm)
+        before = counters()
+        with mem.window():
+            time_steps(b.step_fn, steps, b.device, start=warm + 1)
+        per_step = [(a - z) / steps for a, z in zip(counters(), before)]
+    return mem, dict(zip(("forward_per_step", "backward_per_step", "examples_per_step"), per_step))
+
+
+def method_state_mb(b: "Built") -> float:
+    """:func:`state_bytes` of ``b``'s method, leaving out what every method shares (MB)."""
+    shared = (b.model, b.ctx, b.ctx.adapter, getattr(b.method, "optimizer", None))
+    return state_bytes(b.method, shared) / 2**20
+
+
 def sync(device) -> None:
     if torch.device(device).type == "cuda":
         torch.cuda.synchronize(device)
@@ -245,7 +268,7 @@ class Memory:
 
     def __enter__(self):
         from selbench.core.cost import RssSampler
-        self.prof = None
+        self.prof = self.cuda_mb = self.tensor_mb = None
         if self.device.type != "cuda":
             from torch.profiler import ProfilerActivity, profile
             self.prof = profile(activities=[ProfilerActivity.CPU], profile_memory=True)
@@ -273,8 +296,7 @@ class Memory:
         if self.prof is not None:
             self.prof.__exit__(*exc)
         self.rss_mb = max(0.0, (self.sampler.stop() - self.rss0) / 2**20)
-        if self.device.type != "cuda":
-            self.cuda_mb = None
+        if self.prof is not None:
             self.tensor_mb = peak_allocated(self.prof, self.MARK) / 2**20 if exc[0] is None else None
         return False
 

@@ -20,11 +20,7 @@ from __future__ import annotations
 
 import traceback
 
-from bench.common import Memory, build, state_bytes, median, overrides, ratio, time_steps
-
-
-def _counters(cost):
-    return cost.forward, cost.backward, cost.train
+from bench.common import build, median, method_state_mb, overrides, profiled_steps, ratio, time_steps
 
 
 def measure_method(name: str, sz: dict, device: str, results_dir: str, extra=(), erm=None) -> dict:
@@ -32,23 +28,12 @@ def measure_method(name: str, sz: dict, device: str, results_dir: str, extra=(),
     row: dict = {"method": name, "status": "ok"}
     try:
         steps, warm, rounds = sz["steps"], sz["warmup"], sz["rounds"]
-        ovr = overrides(sz, name, device, extra)
-        ovr[ovr.index(next(o for o in ovr if o.startswith("runner.steps=")))] = \
-            f"runner.steps={warm + steps * (rounds + 1)}"
-        b = build(ovr, results_dir, sz.get("synth_iters", 0))
+        b = build(overrides(sz, name, device, extra, steps=warm + steps * (rounds + 1)), results_dir,
+                  sz.get("synth_iters", 0))
         row.update(kind=b.kind, setup_s=b.setup_s, n_pool=b.n_pool,
                    effective_budget=b.summary.get("effective_budget"))
-        time_steps(b.step_fn, warm - 1, b.device)  # first-step caches, allocator, lazy state
-        with Memory(b.device) as mem:  # profiled on CPU: these steps' times are not used
-            time_steps(b.step_fn, 1, b.device, start=warm)
-            f0, bw0, t0 = _counters(b.cost)
-            with mem.window():
-                time_steps(b.step_fn, steps, b.device, start=warm + 1)
-            f1, bw1, t1 = _counters(b.cost)
-        shared = (b.model, b.ctx, b.ctx.adapter, *[v for k, v in vars(b.method).items() if k == "optimizer"])
-        row.update(mem_mb=mem.mb, rss_mb=mem.rss_mb, cuda_mb=mem.cuda_mb, state_mb=state_bytes(b.method, shared) / 2**20,
-                   forward_per_step=(f1 - f0) / steps, backward_per_step=(bw1 - bw0) / steps,
-                   examples_per_step=(t1 - t0) / steps)
+        mem, passes = profiled_steps(b, warm, steps)
+        row.update(mem_mb=mem.mb, rss_mb=mem.rss_mb, cuda_mb=mem.cuda_mb, state_mb=method_state_mb(b), **passes)
         if erm is None:
             erm = build(overrides(sz, "erm", device, extra), results_dir)
             time_steps(erm.step_fn, warm, erm.device)

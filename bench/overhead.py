@@ -43,9 +43,7 @@ def measure_overhead(sz: dict, device: str, results_dir: str) -> dict:
     # one eval window per timed round, as in a run (whose windows are runner.eval_every = 250 steps long):
     # the loop's per-window work (cost phases, the one stats read) is amortised as it is there
     steps, rounds = max(4 * sz["steps"], 25), max(sz["rounds"], 3)
-    ovr = overrides(sz, "erm", device)
-    ovr[[i for i, o in enumerate(ovr) if o.startswith("runner.steps=")][0]] = f"runner.steps={10 ** 6}"
-    b = build(ovr, results_dir)
+    b = build(overrides(sz, "erm", device, steps=10 ** 6), results_dir)
     cfg_opt = b.cfg.runner.optimizer
     if str(cfg_opt.name) != "sgd":
         return {"status": f"skipped: bare loop written for sgd, runner uses {cfg_opt.name}"}

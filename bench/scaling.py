@@ -10,30 +10,24 @@ from __future__ import annotations
 
 import traceback
 
-from bench.common import Memory, build, loglog_slope, median, overrides, state_bytes, time_steps
+from bench.common import build, loglog_slope, median, method_state_mb, overrides, profiled_steps, time_steps
 
 
-def _point(ovr, sz, results_dir) -> dict:
+def _point(sz, results_dir, **kw) -> dict:
     warm, steps = sz["warmup"], sz["steps"]
-    ovr = [o for o in ovr if not o.startswith("runner.steps=")] + [f"runner.steps={warm + 2 * steps}"]
-    b = build(ovr, results_dir, sz.get("synth_iters", 0))
-    time_steps(b.step_fn, warm - 1, b.device)
-    with Memory(b.device) as mem:  # profiled on CPU: not timed
-        time_steps(b.step_fn, 1, b.device, start=warm)
-        with mem.window():
-            time_steps(b.step_fn, steps, b.device, start=warm + 1)
+    b = build(overrides(sz, **kw, steps=warm + 2 * steps), results_dir, sz.get("synth_iters", 0))
+    mem, _ = profiled_steps(b, warm, steps)
     t = time_steps(b.step_fn, steps, b.device, start=warm + steps + 1)
     params = sum(p.numel() for p in b.model.parameters())
-    shared = (b.model, b.ctx, b.ctx.adapter, getattr(b.method, "optimizer", None))
     return {"setup_s": b.setup_s, "step_ms": 1e3 * median(t), "mem_mb": mem.mb, "params": params,
-            "state_mb": state_bytes(b.method, shared) / 2**20}
+            "state_mb": method_state_mb(b)}
 
 
 def measure_scaling(name: str, sz: dict, device: str, results_dir: str) -> dict:
     row: dict = {"method": name, "status": "ok", "pools": sz["pools"], "widths": sz["widths"]}
     try:
-        by_pool = [_point(overrides(sz, name, device, pool=n), sz, results_dir) for n in sz["pools"]]
-        by_width = [_point(overrides(sz, name, device, extra=("model=mlp", f"model.hidden={w}")), sz, results_dir)
+        by_pool = [_point(sz, results_dir, method=name, device=device, pool=n) for n in sz["pools"]]
+        by_width = [_point(sz, results_dir, method=name, device=device, extra=("model=mlp", f"model.hidden={w}"))
                     for w in sz["widths"]]
     except Exception as e:  # noqa: BLE001 - reported, not raised
         row["status"] = f"failed: {type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''}"[:300]

@@ -47,7 +47,7 @@ def _steps(built, host_reads) -> list:
 @pytest.mark.parametrize("name", [pytest.param(n, marks=pytest.mark.xfail(strict=True, reason=STILL_SYNCS[n]))
                                   if n in STILL_SYNCS else n for n in _reweighters()])
 def test_a_reweighter_step_reads_nothing_to_the_host(name, tmp_path, host_reads):
-    built = build(overrides(SIZES["tiny"], name, "cpu", extra=["runner.steps=20"]), str(tmp_path))
+    built = build(overrides(SIZES["tiny"], name, "cpu", steps=20), str(tmp_path))
     reads = _steps(built, host_reads)
     assert reads == [], f"{len(reads) / STEPS:g} host reads per step: {sorted(set(reads))}"
 
