@@ -9,12 +9,28 @@ Two things must not leak from them:
   its buffers for a pass that has to run in train mode (a lookahead's virtual step on batch statistics,
   a scorer that must see the training-mode embedding), so only the real optimiser
   step moves BatchNorm's running mean and variance.
+
+:func:`stochastic` says whether a forward in the model's current mode draws random numbers
+(active dropout): then two forwards of one batch differ.
 """
 from __future__ import annotations
 
 from contextlib import contextmanager
 
 from torch import nn
+from torch.nn.modules.dropout import _DropoutNd
+
+
+def stochastic(model: nn.Module) -> bool:
+    """A forward in the model's current mode is random: a dropout module with ``p > 0`` in training
+    mode (the from-scratch models', LoRA's), or a wrapped transformers model whose config has
+    non-zero dropout rates."""
+    if not model.training:
+        return False
+    if any(isinstance(m, _DropoutNd) and m.p > 0 and m.training for m in model.modules()):
+        return True
+    cfg = getattr(getattr(model, "lm", None), "config", None)
+    return any(float(getattr(cfg, k, 0.0) or 0.0) > 0 for k in ("attention_dropout", "hidden_dropout", "dropout"))
 
 
 @contextmanager

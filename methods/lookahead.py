@@ -56,7 +56,7 @@ from torch import Tensor, nn
 
 from selbench.core.errors import ConfigError
 from selbench.core.modes import frozen_buffers
-from selbench.methods.metagrad import forward_ad_error, jvp_lookahead
+from selbench.methods.metagrad import checked_weights, forward_ad_error, jvp_lookahead
 from selbench.methods.base import Reweighter, RunContext, score_pool
 
 
@@ -137,12 +137,6 @@ def lookahead_params(adapter, which: str = "all") -> dict[str, Tensor]:
     return {k: v for k, v in adapter.param_subset(which).items() if v.requires_grad}
 
 
-def _checked(w: Tensor, losses: Tensor) -> Tensor:
-    if w.shape != losses.shape:
-        raise ValueError(f"weight_fn returned shape {tuple(w.shape)} for {tuple(losses.shape)} losses")
-    return w
-
-
 def one_step_lookahead(adapter, x: Tensor, y: Tensor, x_target: Tensor, y_target: Tensor,
                        weight_fn: Callable[[Tensor], Tensor], lr: float, *, reduction: str = "mean",
                        params: str | dict[str, Tensor] = "all", reuse: bool = False,
@@ -170,7 +164,7 @@ def one_step_lookahead(adapter, x: Tensor, y: Tensor, x_target: Tensor, y_target
     at = None if isinstance(params, str) else theta
     if str(meta_grad) == MetaGrad.jvp:
         target_loss, losses, w, grad_w = jvp_lookahead(adapter, x, y, x_target, y_target, weight_fn, lr, reduction,
-                                                       theta, reuse, zero_weights, _checked, at)
+                                                       theta, reuse, zero_weights, at)
         return Lookahead(target_loss, losses.detach(), w, len(x), len(x_target), losses if reuse else None, grad_w)
     names = list(theta)
     if reuse:
@@ -178,7 +172,7 @@ def one_step_lookahead(adapter, x: Tensor, y: Tensor, x_target: Tensor, y_target
     with frozen_buffers(adapter.model):  # the virtual step never moves running statistics
         if not reuse:
             losses = adapter.per_example_loss(x, y, params=at)
-        w = _checked(weight_fn(losses.detach()), losses)
+        w = checked_weights(weight_fn(losses.detach()), losses)
         inner = (w * losses).sum()
         if reduction == "mean":
             inner = inner / len(losses)

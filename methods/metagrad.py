@@ -36,14 +36,15 @@ from contextlib import contextmanager
 import torch
 import torch.autograd.forward_ad as fwAD
 from torch import Tensor
-from torch.nn.modules.dropout import _DropoutNd
 
-from selbench.core.modes import frozen_buffers
+from selbench.core.modes import frozen_buffers, stochastic
 
 
-def stochastic(model: torch.nn.Module) -> bool:
-    """Dropout is active (a forward draws random numbers)."""
-    return model.training and any(isinstance(m, _DropoutNd) and m.p > 0 for m in model.modules())
+def checked_weights(w: Tensor, losses: Tensor) -> Tensor:
+    """``weight_fn``'s output, which must be one weight per pool loss."""
+    if w.shape != losses.shape:
+        raise ValueError(f"weight_fn returned shape {tuple(w.shape)} for {tuple(losses.shape)} losses")
+    return w
 
 
 def rng_state(device: torch.device) -> tuple:
@@ -88,7 +89,7 @@ def target_grad(adapter, xt: Tensor, yt: Tensor, at: dict[str, Tensor]) -> tuple
 
 
 def jvp_lookahead(adapter, x, y, xt, yt, weight_fn, lr: float, reduction: str, theta: dict[str, Tensor],
-                  reuse: bool, zero_weights: bool, check_weights, at: dict[str, Tensor] | None = None):
+                  reuse: bool, zero_weights: bool, at: dict[str, Tensor] | None = None):
     """``(L_m(θ'), losses, w, ∂L_m/∂w)`` of the one-step lookahead, in forward mode (module doc).
 
     ``losses`` are still in their graph at θ when ``reuse`` (the real step back-propagates them);
@@ -100,7 +101,7 @@ def jvp_lookahead(adapter, x, y, xt, yt, weight_fn, lr: float, reduction: str, t
         with frozen_buffers(adapter.model):
             target_loss, v = target_grad(adapter, xt, yt, theta)
         losses, jv = dual_losses(adapter, x, y, theta, v, keep_graph=True)
-        w = check_weights(weight_fn(losses.detach()), losses)
+        w = checked_weights(weight_fn(losses.detach()), losses)
         return target_loss, losses, w, (-lr * c) * jv
     dev = torch.device(adapter.device)
     state = rng_state(dev)
@@ -109,7 +110,7 @@ def jvp_lookahead(adapter, x, y, xt, yt, weight_fn, lr: float, reduction: str, t
     with frozen_buffers(adapter.model):
         if not reuse:
             losses = adapter.per_example_loss(x, y, params=at)
-        w = check_weights(weight_fn(losses.detach()), losses)
+        w = checked_weights(weight_fn(losses.detach()), losses)
         new = {k: t.detach() for k, t in theta.items()}
         if not zero_weights:
             inner = (w.detach() * losses).sum() * c

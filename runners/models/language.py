@@ -2,8 +2,7 @@
 ``hidden(ids) -> [B, T, D]`` (the final normalised hidden states), ``output(h) -> logits``
 (so ``forward(ids) == output(hidden(ids))``: one forward gives both), ``embed_dim``,
 ``context`` and ``layer_prefixes`` (parameter-name prefixes of the blocks, last
-block last), so the language adapter treats them uniformly.  ``stochastic(model)``: whether
-a forward in the model's current mode is random (active dropout).
+block last), so the language adapter treats them uniformly.
 
 - ``tiny_gpt``: a GPT-2-style decoder-only transformer trained from scratch
   (pre-LayerNorm blocks, learned positions, tied input/output embeddings).  The
@@ -44,17 +43,6 @@ def build_lm(name: str, vocab_size: int, **kwargs) -> nn.Module:
         return LM_MODELS[name](vocab_size=vocab_size, **kwargs)
     except TypeError as e:
         raise ConfigError(f"model={name}: {e}") from None
-
-
-def stochastic(model: nn.Module) -> bool:
-    """Whether a forward in the model's current mode is random: a dropout with ``p > 0`` in training
-    mode (``nn.Dropout``: the from-scratch model's, LoRA's) or a transformers model's dropout rates."""
-    if not model.training:
-        return False
-    if any(isinstance(m, nn.Dropout) and m.p > 0 and m.training for m in model.modules()):
-        return True
-    cfg = getattr(getattr(model, "lm", None), "config", None)
-    return any(float(getattr(cfg, k, 0.0) or 0.0) > 0 for k in ("attention_dropout", "hidden_dropout", "dropout"))
 
 
 # --------------------------------------------------------------------------- from scratch

@@ -40,11 +40,11 @@ from selbench.core.data import Split
 from selbench.datasets.text_examples import IGNORE
 from selbench.datasets.text_scenarios import build_text_scenario
 from selbench.datasets.text_tokenize import build_tokenizer
-from selbench.core.modes import eval_mode
+from selbench.core.modes import eval_mode, stochastic
 from selbench.runners.tasks.base import TaskAdapter
 from selbench.core.cost import CostTracker
 from selbench.core.errors import ConfigError
-from selbench.runners.models.language import REQUIRED_TOKENIZER, build_lm, stochastic
+from selbench.runners.models.language import REQUIRED_TOKENIZER, build_lm
 
 MODALITY = "language"
 
