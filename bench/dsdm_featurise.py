@@ -35,7 +35,7 @@ def main() -> None:
 
     from selbench.core.cost import CostTracker
     from selbench.core.grads import FactoredProjector, GradSpec, grad_features, linear_layers
-    from selbench.methods.trak import one_minus_p
+    from selbench.methods.datamodels.trak import one_minus_p
     from selbench.runners.models.vision import build_model
     from selbench.runners.tasks.vision import VisionAdapter
 

@@ -2,16 +2,15 @@
 
 Registration also stores the typed config in Hydra's ConfigStore as
 ``method/<name>``, so ``method=<name>`` selects it, ``method.<field>=…`` is
-type-checked, and Hydra's error lists every registered name.  Adding a method is one
-module in ``methods/`` (auto-imported) or any module named by the ``selbench.plugins``
-entry point / ``SELBENCH_PLUGINS`` environment variable: no runner edits.
+type-checked, and Hydra's error lists every registered name.  The built-in methods are the
+modules listed in :mod:`selbench.methods.catalogue`; a plugin is any module named by the
+``selbench.plugins`` entry point / ``SELBENCH_PLUGINS`` environment variable: no runner edits.
 """
 from __future__ import annotations
 
 import dataclasses
 import importlib
 import os
-import pkgutil
 import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -74,15 +73,14 @@ BROKEN: dict[str, str] = {}
 
 
 def load_builtin_methods() -> None:
-    """Import every module of ``selbench.methods`` plus declared plugins (once)."""
+    """Import the catalogue's built-in method modules plus declared plugins (once)."""
     global _loaded
     if _loaded:
         return
     _loaded = True
-    import selbench.methods as pkg
+    from selbench.methods.catalogue import BUILTIN_MODULES
 
-    names = [f"selbench.methods.{m.name}" for m in pkgutil.iter_modules(pkg.__path__)
-             if not m.name.startswith("_") and m.name not in ("base", "registry")]
+    names = list(BUILTIN_MODULES)
     names += [ep.value for ep in entry_points(group="selbench.plugins")]
     names += [m.strip() for m in os.environ.get("SELBENCH_PLUGINS", "").split(",") if m.strip()]
     for modname in names:

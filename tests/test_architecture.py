@@ -50,7 +50,7 @@ GRAPH = {name: _imports(name, path) for name, path in MODULES.items()}
 
 
 def test_the_walk_finds_the_layers():
-    assert {"selbench.core.errors", "selbench.methods.bads", "selbench.runners.run.job",
+    assert {"selbench.core.errors", "selbench.methods.bads.bads", "selbench.runners.run.job",
             "selbench.datasets.scenarios", "selbench.analysis.tables"} <= set(MODULES)
     assert "selbench.core.errors" in GRAPH["selbench.methods.registry"]
 
@@ -66,6 +66,38 @@ def test_no_module_imports_a_layer_above_it(layer, forbidden):
     bad = {m: sorted(t for t in deps if t.startswith(forbidden))
            for m, deps in GRAPH.items() if m.startswith(layer) and m != top}
     assert not {m: d for m, d in bad.items() if d}
+
+
+FAMILIES = sorted(d.name for d in (REPO / "methods").iterdir()
+                  if d.is_dir() and (d / "__init__.py").exists() and d.name != "common")
+METHODS_BASE = ("selbench.methods.base", "selbench.methods.registry", "selbench.methods.catalogue", "selbench.methods.common")
+
+
+@pytest.mark.parametrize("family", FAMILIES)
+def test_a_method_family_imports_only_the_core_the_methods_base_and_itself(family):
+    """``methods/<family>/`` is everything about one paper family: what it shares with another
+    family lives in the methods base (``base``, ``registry``, ``common/``), never in a family."""
+    own = f"selbench.methods.{family}"
+    bad = {m: sorted(t for t in deps if t.startswith("selbench.methods.")
+                     and not t.startswith((own, *METHODS_BASE)))
+           for m, deps in GRAPH.items() if m == own or m.startswith(own + ".")}
+    assert not {m: d for m, d in bad.items() if d}
+
+
+def test_the_methods_base_imports_no_family():
+    bad = {m: sorted(t for t in deps if t.startswith("selbench.methods.") and not t.startswith(METHODS_BASE))
+           for m, deps in GRAPH.items() if m.startswith(METHODS_BASE)}
+    assert not {m: d for m, d in bad.items() if d}
+
+
+def test_the_catalogue_lists_exactly_the_modules_that_register_a_method():
+    from selbench.methods.catalogue import BUILTIN_MODULES
+
+    registering = {m for m, f in MODULES.items()
+                   if m.startswith("selbench.methods.") and "@register_method(" in f.read_text()
+                   and m != "selbench.methods.registry"}
+    assert set(BUILTIN_MODULES) == registering
+    assert len(BUILTIN_MODULES) == len(set(BUILTIN_MODULES))
 
 
 def test_no_import_cycles():

@@ -10,10 +10,10 @@ import pytest
 import torch
 
 from conftest import TINY, compose_cfg
-from selbench.methods import storage
-from selbench.methods.median_cut import median_cut, quantise_batch
-from selbench.methods.palette_losses import balance_loss, hard_colours_used, hard_usage_entropy, max_colour_loss
-from selbench.methods.palette_net import PaletteNet, colours_used
+from selbench.methods.common import storage
+from selbench.methods.distill.median_cut import median_cut, quantise_batch
+from selbench.methods.distill.palette_losses import balance_loss, hard_colours_used, hard_usage_entropy, max_colour_loss
+from selbench.methods.distill.palette_net import PaletteNet, colours_used
 from selbench.runners.run.job import run_job
 
 FAST = TINY + ["runner.threads=1", "runner.steps=20", "runner.eval_every=10"]

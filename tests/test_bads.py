@@ -20,7 +20,7 @@ from selbench.core.cost import CostTracker
 from selbench.core.data import Split
 from selbench.core.errors import ConfigError
 from selbench.methods.base import RunContext
-from selbench.methods.bads import BADS, BADSConfig, Features, Noise, PriorNorm, Weights
+from selbench.methods.bads.bads import BADS, BADSConfig, Features, Noise, PriorNorm, Weights
 from selbench.runners.models.vision import Classifier
 from selbench.runners.run.job import run_job
 from selbench.runners.run.validate import check_config

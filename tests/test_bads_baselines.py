@@ -11,7 +11,7 @@ import torch
 
 from conftest import TINY, compose_cfg
 from selbench.core.errors import ConfigError
-from selbench.methods.score_filter import keep_probability
+from selbench.methods.bads.score_filter import keep_probability
 from selbench.runners.run.job import run_job
 from selbench.runners.run.validate import validate_overrides
 from selbench.runners.tasks.metrics import auc

@@ -19,10 +19,10 @@ from conftest import TINY, compose_cfg, needs_fashion
 from selbench.core.errors import ConfigError
 from selbench.methods import l2rw as l2rw_module, lookahead as lookahead_module
 from selbench.methods import mwnet as mwnet_module, online_blo as blo_module
-from selbench.methods.l2rw import l2rw_normalise
-from selbench.methods.mwnet import LossToWeight, sum_normalise
-from selbench.methods.online_blo import EmbeddingScorer
-from selbench.methods.lookahead import Choice, check_lookahead_params, meta_gradient, one_step_lookahead
+from selbench.methods.bilevel.l2rw import l2rw_normalise
+from selbench.methods.bilevel.mwnet import LossToWeight, sum_normalise
+from selbench.methods.bilevel.online_blo import EmbeddingScorer
+from selbench.methods.bilevel.lookahead import Choice, check_lookahead_params, meta_gradient, one_step_lookahead
 from selbench.methods.registry import get_method
 from selbench.runners.tasks.vision import VisionAdapter
 from selbench.core.cost import CostTracker

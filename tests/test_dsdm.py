@@ -18,7 +18,7 @@ from selbench.core.cost import CostTracker
 from selbench.core.errors import ConfigError
 from selbench.core.grads import BlockProjector, FactoredProjector, linear_layers, model_state_hash
 from selbench.methods import trak
-from selbench.methods.dsir import log_importance
+from selbench.methods.datamodels.dsir import log_importance
 from selbench.methods.registry import get_method
 from selbench.runners.run.job import run_job
 from selbench.runners.run.validate import validate_overrides

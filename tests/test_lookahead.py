@@ -1,4 +1,4 @@
-"""The lookahead meta-gradient in forward mode (``method.meta_grad=jvp``, ``methods/metagrad.py``)
+"""The lookahead meta-gradient in forward mode (``method.meta_grad=jvp``, ``methods/bilevel/metagrad.py``)
 equals the double backward (``double_backward``) it replaces, for every bilevel method's weights,
 on every model kind the harness has — and models forward-mode AD cannot run fall back to it."""
 from __future__ import annotations
@@ -10,10 +10,10 @@ import torch
 from torch import nn
 
 from selbench.core.cost import CostTracker
-from selbench.methods.lookahead import meta_gradient, one_step_lookahead, reused_step
-from selbench.methods.metagrad import forward_ad_error
-from selbench.methods.mwnet import LossToWeight, sum_normalise
-from selbench.methods.online_blo import EmbeddingScorer
+from selbench.methods.bilevel.lookahead import meta_gradient, one_step_lookahead, reused_step
+from selbench.methods.bilevel.metagrad import forward_ad_error
+from selbench.methods.bilevel.mwnet import LossToWeight, sum_normalise
+from selbench.methods.bilevel.online_blo import EmbeddingScorer
 from selbench.runners.models.language import TinyGPT
 from selbench.runners.models.vision import Classifier, build_model
 from selbench.runners.tasks.language import IGNORE, LanguageAdapter
@@ -200,7 +200,7 @@ def test_a_model_without_forward_ad_falls_back_to_the_double_backward_and_says_s
 def test_l2rw_stall_is_tracked_on_the_device_and_reported_once_with_its_steps(tmp_path):
     from test_blo import make_ctx
 
-    from selbench.methods.l2rw import STALL_STREAK
+    from selbench.methods.bilevel.l2rw import STALL_STREAK
 
     ctx, m, _ = make_ctx(tmp_path, "l2rw")
     seen = []

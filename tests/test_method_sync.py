@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from bench.common import SIZES, build, overrides
-from selbench.methods.bads_prior import PriorGain
+from selbench.methods.bads.prior import PriorGain
 from selbench.methods.registry import registered
 from selbench.runners.tasks.language import masked_mean_nll
 from test_language import TINY_LM

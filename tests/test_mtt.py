@@ -1,4 +1,4 @@
-"""Trajectory matching (methods/distill_mtt.py): the unrolled matching loss has the gradient
+"""Trajectory matching (methods/distill/mtt.py): the unrolled matching loss has the gradient
 finite differences give, optimising the images on a fixed trajectory segment lowers it, and
 `mtt` / `autopalette base=mtt` run end to end and refuse impossible schedules before launch."""
 from __future__ import annotations
@@ -9,8 +9,8 @@ import torch.nn.functional as F
 
 from conftest import TINY, compose_cfg
 from selbench.core.errors import ConfigError
-from selbench.methods.distill_dm import make_embedder
-from selbench.methods.distill_mtt import matching_loss
+from selbench.methods.common.feature_net import make_embedder
+from selbench.methods.distill.mtt import matching_loss
 from selbench.runners.run.job import run_job
 from selbench.runners.run.validate import validate_overrides
 

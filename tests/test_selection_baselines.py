@@ -14,13 +14,13 @@ from conftest import compose_cfg
 from selbench.core.data import Split
 from selbench.core.errors import ConfigError
 from selbench.methods.base import RunContext
-from selbench.methods.coreset_select import CoresetSelectConfig, class_quotas
-from selbench.methods.herding import Herding, HerdingReal
-from selbench.methods.ifd import AboveOne, rank_ifd, split_rows
-from selbench.methods.kcenter import KCenter, KCenterReal
-from selbench.methods.selectit import selectit_scores, sentence_level, token_level
-from selbench.methods.semdedup import SemDeDup, SemDeDupConfig
-from selbench.methods.text_lm import IGNORE, response_nll
+from selbench.methods.coresets.select import CoresetSelectConfig, class_quotas
+from selbench.methods.coresets.herding import Herding, HerdingReal
+from selbench.methods.gradients.ifd import AboveOne, rank_ifd, split_rows
+from selbench.methods.coresets.kcenter import KCenter, KCenterReal
+from selbench.methods.gradients.selectit import selectit_scores, sentence_level, token_level
+from selbench.methods.datamodels.semdedup import SemDeDup, SemDeDupConfig
+from selbench.methods.common.text_lm import IGNORE, response_nll
 from selbench.runners.run.job import run_job
 from selbench.runners.run.text_services import instruct_lm
 from selbench.runners.run.validate import check_config

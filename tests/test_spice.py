@@ -9,8 +9,8 @@ from omegaconf import OmegaConf
 
 from conftest import TINY, compose_cfg
 from selbench.core.cost import CostTracker
-from selbench.methods.grad_features import pool_target_features
-from selbench.methods.logdet_greedy import greedy_logdet, logdet, reference_alpha, selection_quality
+from selbench.methods.gradients.features import pool_target_features
+from selbench.methods.gradients.logdet_greedy import greedy_logdet, logdet, reference_alpha, selection_quality
 from selbench.methods.registry import get_method
 from selbench.runners.run.job import run_job
 
