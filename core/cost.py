@@ -47,6 +47,13 @@ class CostTracker:
     Each counter is also kept per phase (``phases[name]["forward"]`` …), so the training
     phase's counts divided by the steps are the examples per step.
     ``passes_over_pool = forward / n_pool``.
+
+    **Shared artifacts** (``core/cache.py``): every cached artifact the run used is listed in
+    ``shared_artifacts`` (name, key, what it cost to compute, whether this run computed it).
+    What the ones it only *read* had cost is charged to the phase it read them in as
+    ``shared_s``, and ``charged_s = wall_s + shared_s`` (the selection phase always has
+    ``charged_s``), so a run's charged cost does not depend on which run of a sweep
+    computed a shared artifact first.
     """
 
     device: torch.device = torch.device("cpu")
@@ -54,6 +61,7 @@ class CostTracker:
     forward: int = 0
     backward: int = 0
     train: int = 0
+    shared: list = field(default_factory=list)  # [{name, key, compute_s, computed_here, phase}]
     _current: list = field(default_factory=list, repr=False)
 
     @contextmanager
@@ -93,19 +101,46 @@ class CostTracker:
             for k, v in (("forward", forward), ("backward", backward), ("train", train)):
                 ph[k] = ph.get(k, 0) + int(v)
 
+    def charge_shared(self, name: str, key: str, compute_s: float, computed_here: bool) -> None:
+        """A cached artifact was used (``core/cache.py``); each (name, key) is charged once per run."""
+        if any(a["name"] == name and a["key"] == key for a in self.shared):
+            return
+        self.shared.append({"name": name, "key": key, "compute_s": float(compute_s),
+                            "computed_here": bool(computed_here),
+                            "phase": self._current[-1] if self._current else "select"})
+
     def state_dict(self) -> dict:
         return {"phases": {k: dict(v) for k, v in self.phases.items()}, "forward": self.forward,
-                "backward": self.backward, "train": self.train}
+                "backward": self.backward, "train": self.train, "shared": [dict(a) for a in self.shared]}
 
     def load_state_dict(self, state: dict) -> None:
         self.phases = {k: dict(v) for k, v in state["phases"].items()}
         self.forward, self.backward = int(state["forward"]), int(state["backward"])
         self.train = int(state.get("train", 0))
+        self.shared = [dict(a) for a in state.get("shared", [])]
+
+    def _charged_phases(self) -> dict:
+        phases = {k: dict(v) for k, v in self.phases.items()}
+        for a in self.shared:
+            if not a["computed_here"]:
+                ph = phases.setdefault(a["phase"], {"wall_s": 0.0})
+                ph["shared_s"] = ph.get("shared_s", 0.0) + a["compute_s"]
+        for name, ph in phases.items():
+            if "shared_s" in ph or name == "select":
+                ph.setdefault("shared_s", 0.0)
+                ph["charged_s"] = ph.get("wall_s", 0.0) + ph["shared_s"]
+        return phases
 
     def summary(self, n_pool: int) -> dict:
+        phases = self._charged_phases()
+        total = sum(p.get("wall_s", 0.0) for p in self.phases.values())
+        shared = sum(p.get("shared_s", 0.0) for p in phases.values())
         return {
-            "phases": self.phases,
-            "total_wall_s": sum(p.get("wall_s", 0.0) for p in self.phases.values()),
+            "phases": phases,
+            "total_wall_s": total,
+            "shared_s": shared,
+            "total_charged_s": total + shared,
+            "shared_artifacts": [{k: a[k] for k in ("name", "key", "compute_s", "computed_here")} for a in self.shared],
             "peak_rss_mb": max((p.get("peak_rss_mb", 0.0) for p in self.phases.values()), default=0.0),
             "peak_cuda_mb": max((p.get("peak_cuda_mb", 0.0) for p in self.phases.values()), default=0.0),
             "forward_examples": self.forward,

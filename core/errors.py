@@ -1,4 +1,5 @@
 """Errors that carry a one-line, user-facing message."""
+from __future__ import annotations
 
 
 class SelbenchError(Exception):
@@ -11,6 +12,21 @@ class ConfigError(SelbenchError):
 
 class DataError(SelbenchError):
     """Data files are missing or malformed."""
+
+
+class WriteError(SelbenchError, OSError):
+    """A file could not be written; the message names it.  Also an ``OSError`` (same errno and
+    ``strerror``), so code that handles failed writes as ``OSError`` keeps working."""
+
+    def __init__(self, path, cause: OSError):
+        super().__init__(cause.errno, cause.strerror or str(cause), str(path))
+        self.path = str(path)
+
+    def __str__(self) -> str:
+        return f"cannot write {self.path}: {self.strerror}"
+
+    def __reduce__(self):  # picklable, for errors that cross a process launcher
+        return WriteError, (self.path, OSError(self.errno, self.strerror))
 
 
 class DivergedError(SelbenchError):
