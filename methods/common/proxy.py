@@ -1,6 +1,8 @@
-"""The proxy trainers: a run's model trained in place before it selects or scores (a warm-up on a
-slice of the data, or the BADS-paper baselines' proxy epochs), its state saved and restored, and
-the cache keys they depend on. Shared by the gradient selectors, TRAK, IFD and the score filters."""
+"""The proxy trainer: a run's model trained in place before it selects or scores (a warm-up on a
+slice of the data, the BADS-paper baselines' proxy epochs, SPICE's online steps, LESS's
+checkpointed warm-up), its state saved and restored, and the cache keys they depend on.  One
+loop, ``train_in_place`` (cyclic sampler, divergence check); ``warm_up`` is it on ``proxy_set``.
+Shared by the gradient selectors, TRAK, IFD and the score filters."""
 from __future__ import annotations
 
 import math
@@ -35,31 +37,13 @@ def proxy_set(ctx: RunContext, cfg, gen: torch.Generator) -> Split | None:
     return Split.concat(*parts) if parts else None
 
 
-def warm_up(ctx: RunContext, cfg, gen: torch.Generator) -> float:
-    """Train the adapter's model in place for ``proxy_steps`` steps; returns the seconds spent."""
+def warm_up(ctx: RunContext, cfg, gen: torch.Generator, opt=None, on_step=None) -> float:
+    """``proxy_steps`` steps of the run's model on ``proxy_set`` (batch ``ctx.batch_size``), through
+    ``train_in_place``; returns the seconds spent (0 when there is nothing to warm up on)."""
     data = proxy_set(ctx, cfg, gen)
     if data is None or len(data) == 0:
         return 0.0
-    t0 = time.perf_counter()
-    model = ctx.model
-    opt = ctx.make_optimizer([p for p in model.parameters() if p.requires_grad])
-    was = model.training
-    model.train()
-    bs = max(1, min(ctx.batch_size, len(data)))
-    perm, pos = torch.randperm(len(data), generator=gen), 0
-    for _ in range(int(cfg.proxy_steps)):
-        if pos + bs > len(data):
-            perm, pos = torch.randperm(len(data), generator=gen), 0
-        idx = perm[pos:pos + bs]
-        pos += bs
-        opt.zero_grad(set_to_none=True)
-        loss = ctx.adapter.per_example_loss(data.x[idx], data.y[idx]).mean()
-        loss.backward()
-        ctx.cost.count(backward=len(idx))
-        opt.step()
-    opt.zero_grad(set_to_none=True)
-    model.train(was)
-    return time.perf_counter() - t0
+    return train_in_place(ctx, data, int(cfg.proxy_steps), ctx.batch_size, gen, on_step=on_step, opt=opt)
 
 
 def snapshot(model: torch.nn.Module) -> dict[str, Tensor]:
@@ -87,12 +71,15 @@ def epochs_to_steps(epochs: float, n: int, batch: int, cap: int) -> int:
 
 
 def train_in_place(ctx: RunContext, data: Split, steps: int, batch: int, gen: torch.Generator,
-                   on_step=None) -> float:
-    """``steps`` optimiser steps of the run's model on ``data`` (mean loss, fresh optimiser from the
-    runner's config); ``on_step(s)`` after step ``s`` (1-based). Returns the seconds spent."""
+                   on_step=None, opt: torch.optim.Optimizer | None = None) -> float:
+    """The one proxy trainer: ``steps`` optimiser steps of the run's model on ``data`` (mean loss,
+    batches from a ``CyclicSampler``), stopped with a ``FloatingPointError`` naming the step at a
+    non-finite loss; ``opt`` continues a caller's optimiser (its state is the caller's to read),
+    otherwise a fresh one from the runner's config; ``on_step(s)`` after step ``s`` (1-based).
+    Returns the seconds spent."""
     t0 = time.perf_counter()
     model = ctx.model
-    opt = ctx.make_optimizer([p for p in model.parameters() if p.requires_grad])
+    opt = opt if opt is not None else ctx.make_optimizer([p for p in model.parameters() if p.requires_grad])
     was = model.training
     model.train()
     sampler = CyclicSampler(len(data), gen)
