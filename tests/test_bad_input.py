@@ -45,6 +45,26 @@ def _one_line_error(out, msg):
     (["dataset=cifar10"], "dataset=cifar10 needs dataset.root"),
     (["results_dir=/proc/selbench-results"], "results_dir='/proc/selbench-results' is not writable"),
     (["method=erm", "+unknown_key=1", "runner.nonsense=3"], "nonsense"),
+    # issue 24 item 1: each of these used to pass the checks and fail in the run, or be accepted silently
+    (["runner.threads=-1"], "runner.threads=-1 must be a positive integer or null"),
+    (["runner.optimizer.name=lbfgs"], "runner.optimizer.name='lbfgs' (choose from: sgd, adam, adamw)"),
+    (["runner.schedule=linear"], "runner.schedule='linear' (choose from: constant, cosine)"),
+    (["runner.eval_batch_size=0"], "runner.eval_batch_size=0 must be a positive integer"),
+    (["scenario.classes=[]"], "scenario.classes=[] keeps no class; allowed: a list of at least two class ids"),
+    (["dataset=digits", "scenario.pool_size=100000"],
+     "scenario.pool_size=100000 but dataset=digits scenario=sym_noise has only 58 pool examples"),
+    (["runner.optimizer.lr=inf"], "runner.optimizer.lr=inf is out of range; allowed: a finite number > 0"),
+    (["runner.checkpoint_every=-5"], "runner.checkpoint_every=-5 must be a non-negative integer"),
+    (["runner.deterministic=maybe"], "runner.deterministic='maybe' (choose from: true, false)"),
+    (["+runner.nosuchkey=1"], "+runner.nosuchkey: unknown runner key 'nosuchkey'; known: batch_size"),
+    (["+nosuchkey=1"], "+nosuchkey: unknown top-level key 'nosuchkey'"),
+    (["method=random", "+method.nosuchkey=1"], "unknown key of method random 'nosuchkey'; known: include_target"),
+    (["scale=paper", "runner.steps=1e12"], "runner.steps=1000000000000.0 must be a positive integer no larger than"),
+    (["runner.steps=1000000000000"], "must be a positive integer no larger than 100000000"),
+    (["experiment=tune/lr", "scenario.val_per_class=0"],
+     "the sweeper tunes on objective=val_accuracy, but scenario.val_per_class=0 gives no validation split"),
+    (["-m", "method=erm,random", "cache_dir=/proc/selbench-cache"], "cache_dir='/proc/selbench-cache' is not writable"),
+    (["progress=sometimes"], "progress='sometimes' (choose from: auto, true, false)"),
 ])
 def test_bad_overrides(tmp_path, monkeypatch, capsys, args, msg):
     """In-process (the checks run before Hydra launches anything); one subprocess case below."""
@@ -54,7 +74,28 @@ def test_bad_overrides(tmp_path, monkeypatch, capsys, args, msg):
     lines = [ln for ln in err.strip().splitlines() if ln]
     assert code == 2
     assert len(lines) == 1 and msg in lines[0], err
-    assert not _records(tmp_path)
+    assert not list(tmp_path.iterdir())  # nothing written: no results folder, no Hydra logs
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_cuda_without_cuda_is_refused_before_launch(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert main(["runner.device=cuda", "scale=debug"]) == 2
+    assert "runner.device='cuda' but no CUDA device is available" in capsys.readouterr().err
+    assert not list(tmp_path.iterdir())
+
+
+def test_a_default_pool_larger_than_the_data_is_named_before_launch(tmp_path):
+    from selbench.runners.run.validate import validate_overrides
+
+    import contextlib
+    import io
+
+    err = io.StringIO()
+    with contextlib.redirect_stderr(err):
+        validate_overrides(["dataset=digits", "scale=debug", f"results_dir={tmp_path / 'r'}"])
+    assert "scenario.pool_size=20000 but dataset=digits scenario=sym_noise has only 58 pool examples" in err.getvalue()
+    assert not (tmp_path / "r").exists()
 
 
 def test_bad_override_through_the_console_script(tmp_path):
