@@ -15,7 +15,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from selbench.core.records import NON_SEMANTIC_KEYS, RECORD, drop_keys, read_record_file  # noqa: F401
+from selbench.core.records import NON_SEMANTIC_KEYS, RECORD, drop_keys, read_record_file, to_portable  # noqa: F401
 from selbench.core.io import atomic_save_npz, atomic_write_bytes, atomic_write_json  # noqa: F401 (re-exported)
 
 
@@ -47,8 +47,21 @@ def run_dir_for(cfg: DictConfig) -> Path:
 
 
 def read_record(run_dir: Path) -> dict | None:
+    """The run's record, or None when there is none or it is not a record (then the run is redone,
+    and this says so: a corrupt record is never trusted, nor rerun without a word)."""
     p = Path(run_dir) / RECORD
-    return read_record_file(p) if p.exists() else None
+    if not p.exists():
+        return None
+    try:
+        return read_record_file(p)
+    except ValueError as e:
+        print(f"selbench: record {p} is {e}; running it again", file=sys.stderr)
+        return None
+
+
+def write_record(run_dir: Path, record: dict, results_dir: Path) -> None:
+    """Write ``record.json`` atomically, with its paths relative to ``results_dir`` (portable results)."""
+    atomic_write_json(Path(run_dir) / RECORD, to_portable(record, Path(run_dir), Path(results_dir)))
 
 
 def versions() -> dict:
