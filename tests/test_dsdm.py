@@ -17,7 +17,7 @@ from selbench.core.cache import ArtifactCache
 from selbench.core.cost import CostTracker
 from selbench.core.errors import ConfigError
 from selbench.core.grads import BlockProjector, FactoredProjector, linear_layers, model_state_hash
-from selbench.methods import trak
+from selbench.methods.datamodels import trak
 from selbench.methods.datamodels.dsir import log_importance
 from selbench.methods.registry import get_method
 from selbench.runners.run.job import run_job
@@ -129,9 +129,11 @@ def test_proxy_checkpoints_and_features_come_from_the_cache_on_a_rerun(tmp_path)
 
 def test_trak_config_errors_are_one_line_before_launch():
     for bad, word in [("method.n_models=0", "n_models"), ("method.subset_fraction=1.5", "subset_fraction"),
-                      ("method.lam=-1", "lam")]:
+                      ("method.lam=-1", "lam"), ("method.retrain=-1", "retrain"),
+                      ("method.lam_ablation=[0,-1]", "lam_ablation")]:
         with pytest.raises(ConfigError, match=word):
-            validate_overrides(["method=dsdm", "dataset=digits", bad])
+            validate_overrides(["method=lds_subset" if "retrain" in bad or "ablation" in bad else "method=dsdm",
+                                "dataset=digits", bad])
     for m in ("dsir", "classifier"):  # text-only methods are refused on vision before anything runs
         with pytest.raises(ConfigError, match=m):
             validate_overrides([f"method={m}", "dataset=digits"])
@@ -169,6 +171,110 @@ def test_lds_math_signs_and_grouping():
     assert perfect["lds_output"] == pytest.approx(1) and perfect["lds_loss"] == pytest.approx(1)
     noise = lds(pred, rng.normal(size=(10, 5)), rng.normal(size=(10, 5)))
     assert abs(noise["lds_output"]) < 0.5 and math.isfinite(noise["lds_mean_loss"])
+
+
+def _lds_records(pred, out, loss, seed=0, lam=0.01, by_lam=None):
+    """``lds_subset`` records as the runner writes them: ``pred`` [K, T], ``out`` / ``loss`` [K, R, T]
+    (a NaN row = that retraining is missing); ``by_lam``: {λ: [K, T]} ablation predictions."""
+    recs = []
+    for k in range(out.shape[0]):
+        for r in range(out.shape[1]):
+            if np.isnan(out[k, r]).any():
+                continue
+            sel = {"lds_subset": k, "lds_retrain": r, "lds_predicted": pred[k].tolist(),
+                   "lds_actual_output": out[k, r].tolist(), "lds_actual_loss": loss[k, r].tolist()}
+            if by_lam is not None:
+                sel["lds_predicted_by_lam"] = {repr(float(v)): p[k].tolist() for v, p in by_lam.items()}
+            recs.append({"method": "lds_subset", "status": "ok", "seed": seed, "dataset": "synthetic",
+                         "scenario": "s", "budget": 0.5, "selection": sel,
+                         "config": {"seed": seed, "results_dir": f"/r{r}", "method": {
+                             "name": "lds_subset", "subset": k, "retrain": r, "lam": lam, "n_models": 4}}})
+    return recs
+
+
+def _reference_lds(pred, mean_out):
+    """Independent reference: Pearson correlation of the ranks, per target, averaged."""
+    from scipy.stats import rankdata
+
+    return float(np.mean([np.corrcoef(rankdata(pred[:, t]), rankdata(mean_out[:, t]))[0, 1]
+                          for t in range(pred.shape[1])]))
+
+
+def test_lds_of_averaged_retrainings_beats_one_noisy_retraining_when_the_noise_is_independent():
+    """Retrained output = datamodel signal + training noise.  Independent noise per retraining
+    averages out (R = 8: the LDS rises well above one retraining's); noise shared by every
+    retraining does not (then averaging changes nothing)."""
+    from selbench.analysis.lds import lds_groups
+
+    rng = np.random.default_rng(0)
+    K, R, T = 30, 8, 40
+    pred = rng.normal(size=(K, T))
+    for shared in (False, True):
+        noise = 2.0 * (np.repeat(rng.normal(size=(K, 1, T)), R, 1) if shared else rng.normal(size=(K, R, T)))
+        out = pred[:, None, :] + noise
+        [row] = lds_groups(_lds_records(pred, out, np.logaddexp(0, -out)))
+        assert row["subsets"] == K and row["retrains"] == R and row["targets"] == T
+        assert row["lds_output"] == pytest.approx(_reference_lds(pred, out.mean(1)), abs=1e-12)
+        if shared:
+            assert row["lds_output"] == pytest.approx(row["lds_output_1"], abs=1e-12)
+        else:
+            assert row["lds_output_1"] == pytest.approx(
+                np.mean([_reference_lds(pred, out[:, r]) for r in range(R)]), abs=1e-12)
+            assert 0.2 < row["lds_output_1"] < 0.6 and row["lds_output"] > row["lds_output_1"] + 0.25, row
+            assert row["lds_loss"] > row["lds_loss_1"] + 0.25, row
+
+
+def test_lds_averages_the_retrainings_present_and_matches_scipy():
+    """A subset with a missing retraining is averaged over the ones it has; the score equals
+    ``scipy.stats.spearmanr`` on those means."""
+    from selbench.analysis.lds import lds_groups
+
+    rng = np.random.default_rng(1)
+    pred, out = rng.normal(size=(6, 5)), rng.normal(size=(6, 3, 5))
+    out[2, 1] = np.nan
+    loss = -out
+    [row] = lds_groups(_lds_records(pred, out, loss))
+    mean = np.nanmean(out, 1)
+    want = np.mean([spearmanr(pred[:, t], mean[:, t]).statistic for t in range(5)])
+    assert row["retrains"] == 2 and row["retrains_max"] == 3
+    assert row["lds_output"] == pytest.approx(want, abs=1e-12)
+    assert row["lds_loss"] == pytest.approx(want, abs=1e-12)   # loss = −output here
+
+
+def test_lds_rows_per_ridge_with_the_configured_one_for_the_claims():
+    from selbench.analysis.lds import lds_groups, lds_table
+
+    rng = np.random.default_rng(2)
+    pred, out = rng.normal(size=(5, 4)), rng.normal(size=(5, 2, 4))
+    by_lam = {0.0: -pred, 0.01: pred, 1.0: pred + rng.normal(size=pred.shape)}
+    recs = _lds_records(pred, out, -out, by_lam=by_lam) + _lds_records(pred, out, -out, seed=1, by_lam=by_lam)
+    main = lds_groups(recs)
+    assert [(r["seed"], r["lam"], r["configured"]) for r in main] == [(0, 0.01, True), (1, 0.01, True)]
+    rows = [r for r in lds_groups(recs, ablation=True) if r["seed"] == 0]
+    assert [r["lam"] for r in rows] == [0.0, 0.01, 1.0] and sum(r["configured"] for r in rows) == 1
+    by = {r["lam"]: r for r in rows}
+    assert by[0.0]["lds_output"] == pytest.approx(-by[0.01]["lds_output"])
+    assert by[1.0]["lds_output"] != pytest.approx(by[0.01]["lds_output"])
+    assert len(lds_table(recs).data) == 6
+
+
+def test_lds_subset_retrainings_share_the_subset_and_prediction_but_not_the_training(tmp_path):
+    """Retraining 1 of a subset: the same subset and datamodel predictions (every ridge of the
+    ablation solved from the same features) as retraining 0, another initialisation and batch
+    order, so another trained model."""
+    from selbench.methods.datamodels.lds_subset import lam_key
+
+    base = SMALL + ["method=lds_subset", "method.subset=3", "budget.fraction=0.5", "runner.steps=40",
+                    "method.n_models=2", "method.proxy_steps=20", "method.lam_ablation=[0,1]"]
+    recs = [run_job(compose_cfg(base + [f"method.retrain={r}"], tmp_path)) for r in (0, 1)]
+    assert all(r["status"] == "ok" for r in recs)
+    a, b = (r["selection"] for r in recs)
+    assert a["lds_predicted"] == b["lds_predicted"] and a["lds_predicted_by_lam"] == b["lds_predicted_by_lam"]
+    assert set(a["lds_predicted_by_lam"]) == {lam_key(v) for v in (0, 0.01, 1)}
+    assert a["lds_predicted_by_lam"][lam_key(0.01)] == a["lds_predicted"]
+    assert a["lds_predicted_by_lam"][lam_key(1)] != a["lds_predicted"]
+    assert (a["lds_retrain"], b["lds_retrain"]) == (0, 1)
+    assert np.abs(np.subtract(a["lds_actual_output"], b["lds_actual_output"])).mean() > 0.05
 
 
 def test_dsir_log_importance_is_the_count_weighted_log_ratio():

@@ -7,15 +7,25 @@ examples, β = ``budget.fraction``; TRAK uses β = 0.5) and record, per target e
 - the trained model's actual output (margin / LM log-odds) and loss: ``lds_actual_output``,
   ``lds_actual_loss`` (``Method.after_training``, after the final evaluation).
 
-``K`` such runs are one ordinary sweep (``method=lds_subset method.subset=0,1,…,K-1``, same
-seed so the scenario is the same), so they parallelise and resume like any other;
-``analysis/lds.py`` reads the records and reports ``LDS = mean_t Spearman_k(g_t(S_k),
-output_t(S_k))`` (and the loss version) in ``selbench-report``.  The target set is not trained
-on (it is what the datamodel predicts).  docs/methods/dsdm.md.
+``K × R`` such runs are one ordinary sweep (``method=lds_subset method.subset=0,…,K-1
+method.retrain=0,…,R-1``, same seed so the scenario and the datamodel are the same), so they
+parallelise and resume like any other.  Retraining ``r`` of a subset is the model trained on it
+from another draw of the initialisation and another batch order (``r = 0``: the runner's own; ``r >
+0``: a seeded within-tensor permutation of the initial trainable weights, as the TRAK proxies, and a
+reseeded batch order and torch RNG).  TRAK (§2, App. C) and DsDm evaluate the LDS against the
+*average* output of several such retrainings: one retraining's output carries training noise that
+no datamodel of the subset can predict, which biases the LDS low.  ``analysis/lds.py`` averages
+the retrainings of each subset and reports ``LDS = mean_t Spearman_k(g_t(S_k), mean_r
+output_t(S_k, r))`` (and the loss version) in ``selbench-report``.
+
+``lam_ablation``: further TRAK ridges ``λ`` whose predictions are recorded too
+(``lds_predicted_by_lam``), solved from the same cached features, so one sweep's retrainings judge
+every ``λ`` (sweeping ``method.lam`` instead would retrain for each).  The target set is not
+trained on (it is what the datamodel predicts).  docs/methods/dsdm.md.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 
@@ -23,17 +33,38 @@ from selbench.core.errors import ConfigError
 from selbench.core.modes import eval_mode
 from selbench.methods.base import RunContext, Selection, Selector
 from selbench.methods.registry import register_method
-from selbench.methods.datamodels.trak import TrakConfig, check_trak_config, datamodel
+from selbench.methods.datamodels.trak import TrakConfig, check_trak_config, datamodel, permuted_init
 
 
 @dataclass
 class LdsSubsetConfig(TrakConfig):
     subset: int = 0          # which seeded random subset (0 … K−1) this run trains on
+    retrain: int = 0         # which retraining of that subset (0 … R−1): its own init and batch order
+    lam_ablation: list[float] = field(default_factory=list)   # further λ whose predictions are recorded
 
 
 def subset_indices(n_pool: int, k: int, subset: int, seed: int) -> torch.Tensor:
     g = torch.Generator().manual_seed(1_000_003 * int(subset) + 7_919 * int(seed) + 12_345)
     return torch.randperm(n_pool, generator=g)[:k].sort().values
+
+
+def lam_key(lam: float) -> str:
+    """The JSON key of a ridge in ``lds_predicted_by_lam`` (``repr`` of the float: exact, round-trips)."""
+    return repr(float(lam))
+
+
+@torch.no_grad()
+def reinit_for_retraining(ctx: RunContext, retrain: int) -> None:
+    """Retraining ``retrain > 0``: a fresh draw of the trainable weights' i.i.d. initialisation (a seeded
+    permutation within each tensor; frozen weights, e.g. a LoRA base, are kept) and a new batch order
+    and torch RNG stream (dropout).  Called in ``select``, before the loop builds its sampler from
+    ``ctx.generator``; a resumed run restores all three from its checkpoint."""
+    seed = 15_485_863 * int(retrain) + 7_919 * int(ctx.seed) + 3
+    trainable = {n for n, p in ctx.model.named_parameters() if p.requires_grad}
+    state = {k: v for k, v in ctx.model.state_dict().items() if k in trainable}
+    ctx.model.load_state_dict(permuted_init(state, seed), strict=False)
+    ctx.generator.manual_seed(seed + 1)
+    torch.manual_seed(seed + 2)
 
 
 @torch.no_grad()
@@ -58,16 +89,26 @@ class LdsSubset(Selector):
         check_trak_config(cfg)
         if int(cfg.subset) < 0:
             raise ConfigError(f"method.subset={cfg.subset} must be >= 0 (the index of the random subset)")
+        if int(cfg.retrain) < 0:
+            raise ConfigError(f"method.retrain={cfg.retrain} must be >= 0 (the index of the retraining)")
+        bad = [lam for lam in cfg.lam_ablation if not float(lam) >= 0]
+        if bad:
+            raise ConfigError(f"method.lam_ablation has {bad[0]}: every ridge must be >= 0")
 
     def select(self, ctx: RunContext) -> Selection:
-        idx = subset_indices(ctx.n_pool, ctx.k_budget, int(self.cfg.subset), int(ctx.seed))
-        info = {"lds_subset": int(self.cfg.subset), "n_target": len(ctx.target)}
+        cfg = self.cfg
+        idx = subset_indices(ctx.n_pool, ctx.k_budget, int(cfg.subset), int(ctx.seed))
+        info = {"lds_subset": int(cfg.subset), "lds_retrain": int(cfg.retrain), "n_target": len(ctx.target)}
         if len(ctx.target):
-            dm = datamodel(ctx, self.cfg)
+            dm = datamodel(ctx, cfg, extra_lams=[float(v) for v in cfg.lam_ablation])  # restores the model
             info.update(dm["info"])
             info["lds_predicted"] = dm["scores"][idx].sum(0).tolist()
+            info["lds_predicted_by_lam"] = {lam_key(lam): s[idx].sum(0).tolist()
+                                            for lam, s in dm["scores_by_lam"].items()}
         else:
             ctx.warn("lds_subset: empty target set; nothing to predict")
+        if int(cfg.retrain):
+            reinit_for_retraining(ctx, int(cfg.retrain))
         return Selection(idx, target_repeats=0, info=info)
 
     def after_training(self, ctx: RunContext) -> dict:

@@ -180,14 +180,19 @@ def trak_scores(feats: list[dict], lam: float) -> torch.Tensor:
     return acc / len(feats) * q[:, None]
 
 
-def datamodel(ctx: RunContext, cfg) -> dict:
-    """The TRAK datamodel of the run's pool for its target set, and its cost."""
+def datamodel(ctx: RunContext, cfg, extra_lams=()) -> dict:
+    """The TRAK datamodel of the run's pool for its target set, and its cost.  ``extra_lams``: further
+    ridges solved from the same features (``scores_by_lam``, keyed by λ; the λ ablation of the LDS)."""
     feats = model_features(ctx, cfg)
     t0 = time.perf_counter()
     scores = trak_scores(feats, float(cfg.lam))
+    by_lam = {float(cfg.lam): scores}
+    for lam in extra_lams:
+        if float(lam) not in by_lam:
+            by_lam[float(lam)] = trak_scores(feats, float(lam))
     n = sum(len(f["pool"]) + len(f["target"]) for f in feats)
     grad_s = sum(float(f["grad_seconds"]) for f in feats)
-    return {"scores": scores, "info": {
+    return {"scores": scores, "scores_by_lam": by_lam, "info": {
         "trak_models": len(feats), "trak_dim": int(feats[0]["pool"].shape[1]),
         "proxy_seconds": sum(float(f["proxy_seconds"]) for f in feats), "grad_seconds": grad_s,
         "features_per_second": n / max(grad_s, 1e-9), "solve_seconds": time.perf_counter() - t0}}
