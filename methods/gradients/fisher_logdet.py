@@ -15,7 +15,6 @@ class FisherLogdetConfig(GradMethodConfig):
     tau: float = 0.01
     alpha_scale: float = 1.0
     fisher: Fisher = Fisher.full
-    window: int = 0
 
 
 @register_method("fisher_logdet", config=FisherLogdetConfig)

@@ -16,7 +16,8 @@ first) and only used when the others cannot fill the budget (a warning says so);
 **Scoring model** (``scorer``):
 
 - ``proxy`` (default): the runner's model warmed up in place on a random ``proxy_fraction`` of
-  the pool plus the target set for ``proxy_steps`` steps, then restored exactly — the warm-up of
+  the pool (``proxy_data``; the paper's brief experience is pool data only, so the target set is
+  not in it unless ``proxy_data=both``) for ``proxy_steps`` steps, then restored exactly — the warm-up of
   the SPICE selectors (``methods/gradients/features.py``), standing in for the paper's "brief
   experience" model (1 epoch on 1,000 pool pairs chosen by k-means clusters; here a random subset);
 - ``model``: the runner's model as it is (with ``model=smollm2`` this is the pretrained LM,
@@ -68,7 +69,7 @@ class AboveOne(str, Enum):
 class IFDConfig(MethodConfig):
     scorer: Scorer = Scorer.proxy
     proxy_steps: int = 100
-    proxy_data: ProxyData = ProxyData.both
+    proxy_data: ProxyData = ProxyData.pool_random
     proxy_fraction: float = 0.05
     above_one: AboveOne = AboveOne.drop
     include_target: bool = True   # train on the selection + the target set (as `random`)

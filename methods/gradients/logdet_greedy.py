@@ -6,21 +6,17 @@ the selection-quality numbers every gradient selector records.
 kept as ``I − Σ_j w_j w_jᵀ`` (Sherman–Morrison: adding ``g`` with ``u = M_S⁻¹ g`` appends
 ``w = sqrt(α / (1 + α gᵀu)) · u``), and every candidate's ``q_i`` is updated in one
 vectorised step, ``q ← q − (G w)²``: O(N·d + |S|·d) per pick, no d×d matrix, no Python loop
-over candidates.  ``diag=True`` is the cheap diagonal-Fisher variant: ``M_S`` is replaced by
-its diagonal ``D = 1 + α Σ_S g²`` (``q_i = Σ_j g_ij² / D_j``).
+over candidates.  ``diag=True`` is the SPICE code's released diagonal Fisher: ``q_i = Σ_j g_ij² / D_j``
+with ``D ← D + α (|g|·g)²`` after each pick (AdaFisher's ``h = |g|·g``, squared; so ``α g⁴``, which
+barely moves ``D`` for small gradients and makes the greedy close to top-k by gradient norm).
 
 **SPICE's penalty.**  ``score(i|S) = Δ(i|S) − λ · max(0, −cos(g_i, ḡ_S))`` with ``ḡ_S`` the
 mean selected gradient (λ = 0 is FisherSFT's plain greedy).
 
-**Early stop and fill.**  Once the best available gain falls below ``τ ×`` the first pick's
-gain the greedy stops; the remaining ``k − n_greedy`` slots are filled with the
-highest-scoring remaining candidates under the scores at the stop (one vectorised top-k),
-and ``n_greedy`` says how many came from the greedy.
-
-**Windows.**  ``window > 0`` streams over the pool in windows of that many candidates (a
-seeded permutation), picking ``k · |window| / N`` (cumulatively rounded) from each while the
-factor, ``ḡ_S`` and the first gain carry over (SPICE's streaming; the paper also updates its
-proxy between windows, which this does not).
+**Early stop.**  As the authors' code (``spice/select.py``): the greedy stops once the gain of the
+pick the score chooses is ``<= τ ×`` the first pick's gain (SPICE's ω = 0.5 per window).  The
+static variant then fills the remaining ``k − n_greedy`` slots with the highest remaining scores
+(one top-k; ``n_greedy`` says how many came from the greedy); SPICE's windows do not fill.
 """
 from __future__ import annotations
 
@@ -64,8 +60,8 @@ class LogDetState:
     def add(self, g: Tensor) -> Tensor | None:
         """Add ``g`` to S; returns the new factor row ``w`` (None in diagonal mode)."""
         self.sum += g
-        if self.diag:
-            self.D += self.alpha * g * g
+        if self.diag:  # the authors' AdaFisher update: D += α h², h = |g|·g (so α g⁴)
+            self.D += self.alpha * (g.abs() * g) ** 2
             self.n += 1
             return None
         u = g - self.W[:self.n].T @ (self.W[:self.n] @ g) if self.n else g.clone()
@@ -78,85 +74,65 @@ class LogDetState:
         return w
 
 
-def _greedy_block(G: Tensor, n: int, state: LogDetState, lam: float, tau: float):
-    """Pick up to ``n`` rows of ``G`` into ``state``; returns (local picks, gains, scores, final scores, stopped)."""
-    N = len(G)
+def greedy_logdet(G: Tensor, k: int, alpha: float, lam: float = 0.0, tau: float = 0.0, diag: bool = False,
+                  fill: bool = True) -> GreedyResult:
+    """Greedy ``k`` of the rows of ``G`` (``[N, d]``) for ``log det(I + α Σ g gᵀ)`` minus SPICE's penalty;
+    stops once the chosen pick's gain is ``<= τ ×`` the first pick's (``τ = 0``: never), then fills
+    the rest by the highest remaining score (``fill``) or returns fewer than ``k`` (SPICE's windows)."""
+    G = G.double()
+    N, d = G.shape
+    k = min(int(k), N)
+    state = LogDetState(d, k, alpha, diag, device=G.device)
     norms = G.norm(dim=1).clamp_min(1e-30)
     q = state.q(G)
     avail = torch.ones(N, dtype=torch.bool, device=G.device)
-    picks, gains, scores = [], [], []
+    picks, gains, pick_scores = [], [], []
     stopped = False
-    score = None
-    for _ in range(min(n, N)):
+
+    def scored() -> tuple[Tensor, Tensor]:
         gain = torch.log1p(state.alpha * q)
         score = gain.clone()
         if lam > 0 and state.n:
             cos = (G @ state.sum) / (norms * state.sum.norm().clamp_min(1e-30))
             score -= lam * (-cos).clamp_min(0)
+        return gain, score
+
+    for _ in range(k):
+        gain, score = scored()
         score[~avail] = -math.inf
-        best_gain = float(gain[avail].max())
+        i = int(score.argmax())
         if state.first_gain is None:
-            state.first_gain = best_gain
-        elif tau > 0 and best_gain < tau * state.first_gain:
+            state.first_gain = float(gain[i])
+        elif tau > 0 and float(gain[i]) <= tau * state.first_gain:  # the authors' test: the chosen pick's gain
             stopped = True
             break
-        i = int(score.argmax())
         picks.append(i)
         gains.append(float(gain[i]))
-        scores.append(float(score[i]))
+        pick_scores.append(float(score[i]))
         avail[i] = False
         w = state.add(G[i])
-        if state.diag:
-            q = state.q(G)
-        else:
-            q = (q - (G @ w) ** 2).clamp_min(0)
-    final = torch.log1p(state.alpha * q)
-    if lam > 0 and state.n:
-        cos = (G @ state.sum) / (norms * state.sum.norm().clamp_min(1e-30))
-        final = final - lam * (-cos).clamp_min(0)
-    return picks, gains, scores, final, avail, stopped
+        q = state.q(G) if state.diag else (q - (G @ w) ** 2).clamp_min(0)
+    final = scored()[1].cpu()
+    chosen = torch.tensor(picks, dtype=torch.long)
+    all_scores = final.clone()
+    all_scores[chosen] = torch.tensor(gains, dtype=torch.float64)
+    n_greedy = len(picks)
+    if fill and n_greedy < k:  # early stop: fill by the highest remaining score at the stop
+        rest = avail.nonzero().squeeze(1).cpu()
+        chosen = torch.cat([chosen, rest[final[rest].topk(k - n_greedy).indices]])
+    return GreedyResult(chosen, torch.tensor(gains, dtype=torch.float64),
+                        torch.tensor(pick_scores, dtype=torch.float64), all_scores.float(), n_greedy, stopped)
 
 
-def greedy_logdet(G: Tensor, k: int, alpha: float, lam: float = 0.0, tau: float = 0.0, diag: bool = False,
-                  window: int = 0, generator: torch.Generator | None = None) -> GreedyResult:
-    """Greedy ``k`` of the rows of ``G`` (``[N, d]``) for ``log det(I + α Σ g gᵀ)`` minus SPICE's penalty."""
-    G = G.double()
-    N, d = G.shape
-    k = min(int(k), N)
-    state = LogDetState(d, k, alpha, diag, device=G.device)
-    if window and window < N:
-        order = torch.randperm(N, generator=generator)
-        blocks = [order[s:s + window] for s in range(0, N, window)]
-    else:
-        blocks = [torch.arange(N)]
-    chosen, pick_gains, pick_scores = [], [], []
-    leftover_idx, leftover_score = [], []
-    stopped_any = False
-    done = 0
-    for b, idx in enumerate(blocks):
-        quota = round(k * sum(len(x) for x in blocks[:b + 1]) / N) - done  # cumulative rounding: quotas sum to k
-        picks, gains, scores, final, avail, stopped = _greedy_block(G[idx], quota, state, lam, tau)
-        chosen += [int(idx[p]) for p in picks]
-        pick_gains += gains
-        pick_scores += scores
-        done += quota
-        leftover_idx.append(idx[avail])
-        leftover_score.append(final[avail])
-        stopped_any |= stopped
-    n_greedy = len(chosen)
-    all_scores = torch.full((N,), -math.inf, dtype=torch.float64)
-    rest_idx, rest_score = torch.cat(leftover_idx), torch.cat(leftover_score)
-    all_scores[rest_idx] = rest_score.cpu()
-    if n_greedy:
-        all_scores[torch.tensor(chosen)] = torch.tensor(pick_gains, dtype=torch.float64)
-    if n_greedy < k:  # early stop (or window rounding): fill by the highest remaining score
-        top = rest_score.topk(k - n_greedy).indices
-        chosen += rest_idx[top].tolist()
-    finite_min = all_scores[torch.isfinite(all_scores)].min() if torch.isfinite(all_scores).any() else 0.0
-    all_scores = torch.where(torch.isfinite(all_scores), all_scores, torch.as_tensor(finite_min))
-    return GreedyResult(torch.tensor(chosen, dtype=torch.long), torch.tensor(pick_gains, dtype=torch.float64),
-                        torch.tensor(pick_scores, dtype=torch.float64),
-                        all_scores.float(), n_greedy, stopped_any)
+def top_k_gains(G: Tensor, k: int, alpha: float, tau: float = 0.0) -> GreedyResult:
+    """The SPICE code's ``top_k`` rule (its run script's choice): every row's first-pick gain
+    ``log(1 + α ‖g‖²)`` with no update (so top-k by gradient norm), taken in order while the gain
+    stays ``> τ ×`` the largest."""
+    gain = torch.log1p(float(alpha) * (G.double() ** 2).sum(1)).cpu()
+    order = gain.argsort(descending=True)[:min(int(k), len(G))]
+    keep = gain[order] > tau * gain[order[0]] if tau > 0 and len(order) else torch.ones(len(order), dtype=torch.bool)
+    n = int(keep.long().cumprod(0).sum())
+    return GreedyResult(order[:n], gain[order[:n]], gain[order[:n]], gain.float(), n, n < len(order))
 
 
 # -- what every gradient selector records ----------------------------------------------------------
