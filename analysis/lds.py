@@ -13,7 +13,9 @@ every ``λ`` of ``method.lam_ablation``) and the output and loss of the model re
 As TRAK (§2, App. C) and DsDm do, the retrainings are averaged before the correlation: a single
 retraining's output holds training noise that no datamodel of ``S`` can predict, which biases the
 LDS low.  ``lds_output_1`` / ``lds_loss_1`` are the same scores against one retraining (the mean
-over ``r`` of the LDS computed with retraining ``r`` alone), to show that bias.  Also the Spearman
+over ``r`` of the LDS computed with retraining ``r`` alone), to show that bias; ``noise_share`` is
+the mean over targets of the within-subset (retraining) variance of the output over its total
+variance (NaN with one retraining).  Also the Spearman
 of the group's mean prediction against its mean target loss (``LDS_mean_loss``: the quantity DsDm
 minimises).  ``τ`` predicts a rise of the output, i.e. a fall of the loss.  Targets whose values
 do not vary over the subsets are left out of the mean.
@@ -70,7 +72,11 @@ def lds_retrained(pred: np.ndarray, output: np.ndarray, loss: np.ndarray) -> dic
         if have.sum() >= 3:
             single.append(lds(pred[have], output[have, r], loss[have, r]))
     n = np.isfinite(output).all(2).sum(1)
-    return {**res, "retrains": int(n.min()), "retrains_max": int(n.max()),
+    # the share of a target output's variance that is retraining noise (within a subset), not the subset
+    within = np.nanmean(np.nanvar(output, axis=1, ddof=1), axis=0) if n.min() >= 2 else np.full(output.shape[2], np.nan)
+    total = np.nanvar(output.reshape(-1, output.shape[2]), axis=0, ddof=1)
+    noise = within / np.where(total > 0, total, np.nan)
+    return {**res, "retrains": int(n.min()), "retrains_max": int(n.max()), "noise_share": _nanmean(noise),
             "lds_output_1": float(np.mean([s["lds_output"] for s in single])) if single else math.nan,
             "lds_loss_1": float(np.mean([s["lds_loss"] for s in single])) if single else math.nan}
 
@@ -130,7 +136,7 @@ def lds_groups(records: list[dict], ablation: bool = False) -> list[dict]:
 
 
 COLUMNS = ["setting", "seed", "budget", "models", "proj_dim", "projection", "lam", "subsets", "retrains", "targets",
-           *SCORES]
+           *SCORES, "noise_share"]
 
 
 def _text(data: pd.DataFrame) -> pd.DataFrame:
@@ -155,7 +161,8 @@ def over_seeds(rows: list[dict]) -> pd.DataFrame:
         return df
     keys = ["setting", "budget", "models", "proj_dim", "projection", "lam", "subsets", "retrains"]
     agg = df.groupby(keys, dropna=False).agg(seeds=("seed", "nunique"),
-                                             **{f"{c}_{s}": (c, s) for c in SCORES for s in ("mean", "std")})
+                                             **{f"{c}_{s}": (c, s) for c in (*SCORES, "noise_share")
+                                                for s in ("mean", "std")})
     return agg.reset_index()
 
 

@@ -217,7 +217,9 @@ def test_lds_of_averaged_retrainings_beats_one_noisy_retraining_when_the_noise_i
         assert row["lds_output"] == pytest.approx(_reference_lds(pred, out.mean(1)), abs=1e-12)
         if shared:
             assert row["lds_output"] == pytest.approx(row["lds_output_1"], abs=1e-12)
+            assert row["noise_share"] == pytest.approx(0, abs=1e-12)
         else:
+            assert row["noise_share"] == pytest.approx(4 / 5, abs=0.05)   # noise var 4, signal var 1
             assert row["lds_output_1"] == pytest.approx(
                 np.mean([_reference_lds(pred, out[:, r]) for r in range(R)]), abs=1e-12)
             assert 0.2 < row["lds_output_1"] < 0.6 and row["lds_output"] > row["lds_output_1"] + 0.25, row
