@@ -22,7 +22,7 @@ import math
 import numpy as np
 import pandas as pd
 
-from selbench.analysis.records import add_budget_group
+from selbench.analysis.labels import add_budget_group
 from selbench.analysis.tables import NA
 
 #: a table row's runs: the budget is ``budget_group`` (empty for methods that ignore the budget)
@@ -42,7 +42,7 @@ def budget_use(x) -> str:
     return x if x in ("soft", "none") else "hard"
 
 
-def _group_use(g: pd.DataFrame):
+def group_use(g: pd.DataFrame):
     """The budget use of one table row's runs (the most common stated value; None if none is stated)."""
     if "budget_use" not in g.columns:
         return None

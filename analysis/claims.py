@@ -9,40 +9,53 @@ taken per seed and compared with every rival on the same seeds (``analysis.paire
   (or ratio) lies entirely on the claimed side of the bound;
 * **does not hold** — some rival's CI does not (it straddles the bound, or lies on the other side:
   "reversed");
+* **too few seeds** — fewer than 3 seeds are paired: the mean per-seed difference and the
+  per-seed values are shown, but no interval and no verdict ("holds" needs ≥ 3 seeds);
 * **not measurable here** — the records cannot decide it: the quantity is not among the
-  records' columns, fewer than 2 seeds are paired (no interval), or peak memory was measured on
-  a CPU (process RSS, not the method's memory);
+  records' columns, or peak memory was measured on a CPU (process RSS, not the method's memory);
 * **not measured** — no records: of the preset, of the method, or of a rival in that setting.
 
-The table's numbers: the method's and the decisive rival's mean ± std over seeds (points for
-accuracies), the paired Δ (or ratio) with its CI and the seeds paired, the scale the runs used,
-and the command that produces the missing records.
+The verdict is on the final metric; beside it, the same paired comparison on the test metric
+at each run's best validation step (``best_val.<metric>``), labelled.  Each "does not hold"
+carries a diagnosis with numbers (``analysis.claims_diagnosis``).  The table's text and files:
+``analysis.claims_table``.
 """
 from __future__ import annotations
 
 import fnmatch
-import math
-from pathlib import Path
+from dataclasses import replace
 
 import numpy as np
 import pandas as pd
 
-from selbench.analysis.claims_registry import CLAIMS, Claim
+from selbench.analysis.claims_diagnosis import diagnose
+from selbench.analysis.claims_registry import Claim, load_plugin_claims
+from selbench.analysis.labels import add_budget_group, add_labels
 from selbench.analysis.metrics import is_percent
-from selbench.analysis.paired import Paired, paired, per_seed
-from selbench.analysis.paper import _equal, _lookup
-from selbench.analysis.records import add_budget_group, add_labels
-from selbench.analysis.tables import NA, Table
-from selbench.core.io import atomic_write_bytes
+from selbench.analysis.paired import MIN_CI_SEEDS, Paired, paired, per_seed
+from selbench.analysis.paper import equal, lookup
+from selbench.analysis.tables import NA
 
-HOLDS, FAILS, UNMEASURABLE, UNMEASURED = "holds", "does not hold", "not measurable here", "not measured"
+HOLDS, FAILS, FEW_SEEDS = "holds", "does not hold", "too few seeds"
+UNMEASURABLE, UNMEASURED = "not measurable here", "not measured"
+VERDICTS = (HOLDS, FAILS, FEW_SEEDS, UNMEASURABLE, UNMEASURED)
 COLUMNS = ["id", "paper", "claim", "preset", "setting", "scale", "budget", "method", "method_mean", "method_std", "method_n",
            "versus", "versus_mean", "versus_std", "versus_n", "quantity", "op", "direction", "bound", "test", "estimate",
-           "ci_lo", "ci_hi", "paired_seeds", "verdict", "why", "command", "source", "note"]
+           "ci_lo", "ci_hi", "paired_seeds", "verdict", "why", "best_val_estimate", "best_val_lo", "best_val_hi",
+           "best_val_seeds", "best_val_verdict", "diagnosis", "setting_why", "command", "source", "note"]
 
 
 def _scale(col: str) -> float:
+    col = col.removeprefix("best_val.")
     return 100.0 if "." not in col and is_percent(col) else 1.0
+
+
+def best_val_claim(claim: Claim) -> Claim | None:
+    """The claim on the test metric at the best validation step, for a plain metric (None for costs,
+    selection quality, sums, LDS: they have no best-validation counterpart)."""
+    if "." in claim.metric or "+" in claim.metric or claim.reference:
+        return None
+    return replace(claim, metric=f"best_val.{claim.metric}")
 
 
 def _values(frame: pd.DataFrame, claim: Claim) -> pd.Series | str:
@@ -78,7 +91,7 @@ def _preset_runs(df: pd.DataFrame, claim: Claim) -> pd.DataFrame:
     exp = df["experiment"].map(lambda e: isinstance(e, str) and fnmatch.fnmatch(e, claim.preset))
     sub = df[exp]
     for k, want in claim.where:
-        sub = sub[[_equal(_lookup(r, k), want) for _, r in sub.iterrows()]] if len(sub) else sub
+        sub = sub[[equal(lookup(r, k), want) for _, r in sub.iterrows()]] if len(sub) else sub
     return sub
 
 
@@ -93,11 +106,12 @@ def _rivals_at(runs: pd.DataFrame, rival: str, budget, factor: float) -> pd.Data
     return r[np.isclose(r["budget_group"].astype(float), float(budget) * factor)]
 
 
-def _judge_group(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget) -> dict:
-    """One verdict row for the method's runs ``mine`` in one setting (``runs``: the setting's ok runs)."""
+def _judge_group(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget, failed: pd.DataFrame) -> dict:
+    """One verdict row for the method's runs ``mine`` in one setting (``runs``: the setting's ok runs;
+    ``failed``: its failed runs, named in a diagnosis)."""
     out = {"method_mean": float("nan"), "method_std": float("nan"), "method_n": 0, "versus": NA,
            "versus_mean": float("nan"), "versus_std": float("nan"), "versus_n": 0, "estimate": float("nan"),
-           "ci_lo": float("nan"), "ci_hi": float("nan"), "paired_seeds": 0}
+           "ci_lo": float("nan"), "ci_hi": float("nan"), "paired_seeds": 0, "diagnosis": ""}
     a = _seed_values(mine, claim)
     if isinstance(a, str):
         return {**out, "verdict": UNMEASURABLE, "why": f"the {claim.method} records have no `{a}`"}
@@ -105,7 +119,26 @@ def _judge_group(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget) -
     if claim.needs_cuda and set(runs.get("cost.memory_kind", pd.Series(dtype=object)).dropna()) != {"cuda"}:
         return {**out, "verdict": UNMEASURABLE,
                 "why": "peak memory was measured on CPU (process RSS, interpreter included), not on a GPU"}
-    results: list[tuple[str | None, Paired, dict]] = []
+    results = _compare(claim, runs, mine, budget)
+    if isinstance(results, dict):
+        return {**out, **results}
+    rival, p, b = _decisive(claim, results)
+    out.update(estimate=p.mean, ci_lo=p.lo, ci_hi=p.hi, paired_seeds=p.n)
+    if rival is not None:
+        out["versus"] = rival
+        out["versus_mean"], out["versus_std"], out["versus_n"] = _mean_std(b)
+    out.update(_best_val(claim, runs, mine, budget, rival))
+    verdict, why = _verdict(claim, results, rival, p)
+    if verdict == FAILS:
+        out["diagnosis"] = diagnose(claim, runs, mine, failed, rival, p, out)
+    return {**out, "verdict": verdict, "why": why}
+
+
+def _compare(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget) -> list | dict:
+    """``[(rival, Paired, rival's per-seed values)]`` for every rival (one ``(None, …)`` for a bound
+    claim), or the verdict fields when a rival's records are missing."""
+    a = _seed_values(mine, claim)
+    results = []
     for rival in claim.versus or (None,):
         if rival is None:
             results.append((None, paired(a), {}))
@@ -113,43 +146,68 @@ def _judge_group(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget) -
         rr = _rivals_at(runs, rival, budget, claim.rival_budget)
         if rr.empty:
             at = f" at {claim.rival_budget:g}×β" if claim.rival_budget != 1 else ""
-            return {**out, "versus": rival, "verdict": UNMEASURED, "why": f"no {rival} runs{at} in this setting"}
+            return {"versus": rival, "verdict": UNMEASURED, "why": f"no {rival} runs{at} in this setting"}
         b = _seed_values(rr, claim)
         if isinstance(b, str):
-            return {**out, "versus": rival, "verdict": UNMEASURABLE, "why": f"the {rival} records have no `{b}`"}
+            return {"versus": rival, "verdict": UNMEASURABLE, "why": f"the {rival} records have no `{b}`"}
         results.append((rival, paired(a, b, claim.op), b))
-    holds = [p.excludes(claim.bound, claim.direction) for _, p, _ in results]
-    thin = [(r, p) for r, p, _ in results if p.n < 2]
+    return results
+
+
+def _decisive(claim: Claim, results: list) -> tuple:
+    """The rival the row shows: the first with too few seeds, else the first that is not beaten, else
+    the one beaten by the smallest margin."""
+    thin = [r for r in results if r[1].n < MIN_CI_SEEDS]
     if thin:
-        decisive = thin[0]
-    elif all(holds):  # the weakest margin among the rivals
-        sign = 1 if claim.direction == ">" else -1
-        decisive = min(((r, p) for r, p, _ in results), key=lambda rp: sign * ((rp[1].lo if sign > 0 else rp[1].hi)
-                                                                               - claim.bound))
-    else:
-        decisive = next((r, p) for (r, p, _), h in zip(results, holds) if not h)
-    rival, p = decisive
-    b = next(bv for r, _, bv in results if r == rival)
-    out.update(estimate=p.mean, ci_lo=p.lo, ci_hi=p.hi, paired_seeds=p.n)
-    if rival is not None:
-        out["versus"] = rival
-        out["versus_mean"], out["versus_std"], out["versus_n"] = _mean_std(b)
+        return thin[0]
+    losing = [r for r in results if not r[1].excludes(claim.bound, claim.direction)]
+    if losing:
+        return losing[0]
+    sign = 1 if claim.direction == ">" else -1
+    return min(results, key=lambda r: sign * ((r[1].lo if sign > 0 else r[1].hi) - claim.bound))
+
+
+def _verdict(claim: Claim, results: list, rival, p: Paired) -> tuple[str, str]:
     n_r = len(results)
-    if thin:
-        why = (f"no seed run by both {claim.method} and {rival}" if p.n == 0 else
-               f"{p.n} paired seed: a CI needs ≥ 2 (run seed=0,1,2)")
-        return {**out, "verdict": UNMEASURED if p.n == 0 else UNMEASURABLE, "why": why}
+    if p.n < MIN_CI_SEEDS:
+        if p.n == 0:
+            return UNMEASURED, f"no seed run by both {claim.method} and {rival}"
+        vals = ", ".join(f"{d:+.3g}" for d in p.diffs)
+        return FEW_SEEDS, (f"{p.seeds_text()} (per seed: {vals}): a verdict needs ≥ {MIN_CI_SEEDS} "
+                           f"(run seed=0,1,2); no interval, never 'holds'")
     ci = f"[{p.lo:.3g}, {p.hi:.3g}]"
     what = "ratio" if claim.op == "ratio" and rival else ("Δ" if rival else "value")
+    holds = [r[1].excludes(claim.bound, claim.direction) for r in results]
     if all(holds):
         why = f"95% CI of the {what} {ci} {claim.direction} {claim.bound:g}"
         why += f", against all {n_r} rivals (weakest shown)" if n_r > 1 else ""
-        return {**out, "verdict": HOLDS, "why": why + _unpaired(p)}
+        return HOLDS, why + _unpaired(p)
     reversed_ = p.excludes(claim.bound, "<" if claim.direction == ">" else ">")
     why = (f"reversed: 95% CI of the {what} {ci} entirely {'<' if claim.direction == '>' else '>'} {claim.bound:g}"
            if reversed_ else f"95% CI of the {what} {ci} includes {claim.bound:g}")
     why += f" (vs {rival}; {sum(holds)} of {n_r} rivals beaten)" if n_r > 1 else ""
-    return {**out, "verdict": FAILS, "why": why + _unpaired(p)}
+    return FAILS, why + _unpaired(p)
+
+
+def _best_val(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget, rival) -> dict:
+    """The same comparison on the test metric at each run's best validation step (decisive rival only)."""
+    out = {"best_val_estimate": float("nan"), "best_val_lo": float("nan"), "best_val_hi": float("nan"),
+           "best_val_seeds": 0, "best_val_verdict": NA}
+    bc = best_val_claim(claim)
+    if bc is None:
+        return out
+    a = _seed_values(mine, bc)
+    b = None
+    if rival is not None:
+        rr = _rivals_at(runs, rival, budget, claim.rival_budget)
+        b = _seed_values(rr, bc) if not rr.empty else "none"
+    if isinstance(a, str) or isinstance(b, str):
+        return out
+    p = paired(a, b, claim.op)
+    verdict = NA if p.n == 0 else FEW_SEEDS if p.n < MIN_CI_SEEDS else (
+        HOLDS if p.excludes(claim.bound, claim.direction) else FAILS)
+    return {"best_val_estimate": p.mean, "best_val_lo": p.lo, "best_val_hi": p.hi, "best_val_seeds": p.n,
+            "best_val_verdict": verdict}
 
 
 def _unpaired(p: Paired) -> str:
@@ -173,8 +231,9 @@ def _lds_rows(c: Claim, base: dict, records: list[dict]) -> list[dict]:
         row = {**base, "setting": setting, "budget": budget, "scale": ", ".join(sorted(
             {str(r.get("scale")) for r in mine})), "method_mean": m, "method_std": sd, "method_n": n,
             "estimate": p.mean, "ci_lo": p.lo, "ci_hi": p.hi, "paired_seeds": p.n}
-        if p.n < 2:
-            row.update(verdict=UNMEASURABLE, why=f"{p.n} seed: a CI needs ≥ 2 (run seed=0,1,2)")
+        if p.n < MIN_CI_SEEDS:
+            row.update(verdict=FEW_SEEDS, why=f"{p.seeds_text()}: a verdict needs ≥ {MIN_CI_SEEDS} (run seed=0,1,2); "
+                                              "no interval, never 'holds'")
         elif p.excludes(c.bound, c.direction):
             row.update(verdict=HOLDS, why=f"95% CI of the value [{p.lo:.3g}, {p.hi:.3g}] {c.direction} {c.bound:g}")
         else:
@@ -190,12 +249,14 @@ def judge(df: pd.DataFrame, claims: list[Claim] | None = None, records: list[dic
     ok = df[df["status"] == "ok"] if len(df) else df
     if len(ok) and "budget_group" not in ok.columns:
         ok = add_budget_group(ok.copy())
-    for c in CLAIMS if claims is None else claims:
+    failed = df[df["status"] != "ok"] if len(df) else df
+    for c in load_plugin_claims() if claims is None else claims:
         base = {"id": c.id, "paper": c.paper, "claim": c.claim, "preset": c.preset, "method": c.method,
-                "quantity": c.metric + (f" − {c.reference}" if c.reference else ""), "op": c.op, "test": _test(c),
+                "quantity": c.metric + (f" − {c.reference}" if c.reference else ""), "op": c.op, "test": test_text(c),
                 "method_n": 0, "versus_n": 0, "paired_seeds": 0, "versus": NA,
                 "direction": c.direction, "bound": c.bound, "command": c.command(), "source": c.source,
-                "note": c.note, "setting": NA, "scale": NA, "budget": float("nan")}
+                "note": c.note, "setting": NA, "scale": NA, "budget": float("nan"), "diagnosis": "",
+                "setting_why": c.setting_why}
         if c.metric.startswith("lds."):
             rows += _lds_rows(c, base, records or [])
             continue
@@ -220,12 +281,13 @@ def judge(df: pd.DataFrame, claims: list[Claim] | None = None, records: list[dic
                 continue
             for budget, g in mine.groupby(mine["budget_group"].astype(float).fillna(-1.0), sort=True):
                 budget = float("nan") if budget == -1.0 else budget
+                fails = _preset_runs(failed, c)
                 rows.append({**base, "setting": setting, "scale": scale, "budget": budget,
-                             **_judge_group(c, srun, g, budget)})
+                             **_judge_group(c, srun, g, budget, fails[fails["method"] == c.method])})
     return pd.DataFrame(rows, columns=COLUMNS)
 
 
-def _test(c: Claim) -> str:
+def test_text(c: Claim) -> str:
     """What is tested, e.g. ``test_accuracy: bads − rival > 0`` or ``cost.method_wall_s: bads / erm < 1.1``."""
     if not c.versus:
         lhs = c.method
@@ -236,57 +298,3 @@ def _test(c: Claim) -> str:
     at = f" (rival at {c.rival_budget:g}×β)" if c.rival_budget != 1 else ""
     q = c.metric + (f" − {c.reference}" if c.reference else "")
     return f"{q}: {lhs} {c.direction} {c.bound:g}{at}"
-
-
-def _num(x, digits=3) -> str:
-    if x is None or (isinstance(x, float) and math.isnan(x)):
-        return NA
-    return f"{x:.{digits}g}" if abs(x) < 1000 else f"{x:.0f}"
-
-
-def _pm(m, s, n) -> str:
-    n = 0 if n is None or (isinstance(n, float) and math.isnan(n)) else int(n)
-    if not n:
-        return NA
-    return f"{_num(m)} ± {_num(s)} (n={n})" if n > 1 else f"{_num(m)} (n=1)"
-
-
-def claims_table(df: pd.DataFrame, claims: list[Claim] | None = None, records: list[dict] | None = None) -> Table:
-    data = judge(df, claims, records)
-    est = [NA if not n else (f"{_num(e)} [{_num(lo)}, {_num(hi)}] (n={n})" if n > 1 else f"{_num(e)} (n=1)")
-           for e, lo, hi, n in zip(data["estimate"], data["ci_lo"], data["ci_hi"], data["paired_seeds"].astype(int))]
-    text = pd.DataFrame({
-        "paper": data["paper"].str.split(" (", regex=False).str[0], "claim (as the paper states it)": data["claim"],
-        "preset": "experiment=" + data["preset"],
-        "setting (scale)": [s if s == NA else f"{s}{'' if pd.isna(b) else f' @ β={b:g}'} ({sc})"
-                            for s, sc, b in zip(data["setting"], data["scale"], data["budget"])],
-        "tested": data["test"],
-        "method: mean ± std": [f"{m}: {_pm(a, b, n)}" for m, a, b, n in zip(data["method"], data["method_mean"],
-                                                                             data["method_std"], data["method_n"])],
-        "rival: mean ± std": [NA if v == NA else f"{v}: {_pm(a, b, n)}" for v, a, b, n in
-                              zip(data["versus"], data["versus_mean"], data["versus_std"], data["versus_n"])],
-        "paired estimate [95% CI]": est, "verdict": data["verdict"], "why": data["why"]})
-    bold = pd.DataFrame(False, index=text.index, columns=text.columns)
-    bold["verdict"] = data["verdict"] == HOLDS
-    counts = data["verdict"].value_counts()
-    notes = [", ".join(f"{counts.get(v, 0)} {v}" for v in (HOLDS, FAILS, UNMEASURABLE, UNMEASURED)) + ".",
-             "Verdicts are computed from the records: per seed, the method's quantity minus (or over) each rival's on "
-             "the same seed; 'holds' when the percentile-bootstrap 95% CI of the mean over paired seeds lies on the "
-             "claimed side of the bound for every rival (the weakest rival is shown; the first failing one otherwise).",
-             "Accuracies in points. Runs at scale=debug/small are far from the papers' scale: a verdict says what "
-             "these runs show, not what the paper's setting would. Missing records: claims.csv has each claim's "
-             "command."]
-    return Table("claims", "Claims verdict table", data, text, bold, notes)
-
-
-def write_claims(df: pd.DataFrame, out_dir, claims: list[Claim] | None = None,
-                 records: list[dict] | None = None) -> dict[str, str]:
-    """``claims.md`` and ``claims.csv`` in ``out_dir``, each written atomically."""
-    t = claims_table(df, claims, records)
-    out = Path(out_dir)
-    paths = {}
-    for ext, body in (("md", f"# {t.caption}\n\n{t.to_markdown()}\n"), ("csv", t.to_csv())):
-        p = out / f"claims.{ext}"
-        atomic_write_bytes(p, body.encode())
-        paths[ext] = str(p)
-    return {"table": t, **paths}

@@ -6,8 +6,9 @@ import numpy as np
 import pandas as pd
 
 from selbench.analysis.budget_rules import budget_use
-from selbench.analysis.metrics import _label, higher_is_better
-from selbench.analysis.tables import NA, Table, _fmt, _pm
+from selbench.analysis.metrics import higher_is_better, metric_label
+from selbench.analysis.paired import MIN_CI_SEEDS
+from selbench.analysis.tables import NA, Table, fmt, pm
 
 
 def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
@@ -52,7 +53,7 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
     text = pd.DataFrame(index=methods, columns=columns, dtype=object)
     for m in methods:
         for c in columns:
-            s = _pm(mean.at[m, c], std.at[m, c])
+            s = pm(mean.at[m, c], std.at[m, c])
             n = seeds.at[m, c]
             if not uniform and s != NA:
                 s += f" (n={int(n)})"
@@ -66,7 +67,7 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
                          & (ranked_mean[c].notna().sum() > 1) for c in columns}, index=methods)
     text.insert(0, "method", methods)
     bold.insert(0, "method", False)
-    text["avg rank"] = [_fmt(x, 1) for x in avg_rank]
+    text["avg rank"] = [fmt(x, 1) for x in avg_rank]
     bold["avg rank"] = False
     data = mean.copy()
     data.columns = [f"{c} mean" for c in columns]
@@ -76,7 +77,7 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
         data[f"{c} rank"] = rank[c]
     data["avg_rank"] = avg_rank
     data = data.reset_index().rename(columns={"index": "method"})
-    notes = [f"{_label(metric)}, mean ± sample std over seeds"
+    notes = [f"{metric_label(metric)}, mean ± sample std over seeds"
              + (f" ({_n_seeds(int(seeds.stack().dropna().iloc[0]))} per cell)" if uniform and seeds.notna().any().any() else "")
              + "; best per column in bold and avg rank (1 = best) over the columns where ≥ 2 hard-budget methods ran: "
                "only methods that keep exactly the column's budget of the pool are ranked."]
@@ -87,7 +88,7 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
         notes.append("† not ranked: the method ignores the budget (its column is '@ —' when the setting has several "
                      "budgets) or β only shapes the fraction it ends at (soft; see its effective budget and Δ vs "
                      "random at that fraction in the comparison table).")
-    return Table("comparison_wide", f"Methods × settings ({_label(metric)})", data,
+    return Table("comparison_wide", f"Methods × settings ({metric_label(metric)})", data,
                  text.reset_index(drop=True), bold.reset_index(drop=True), notes)
 
 
@@ -96,8 +97,8 @@ def _delta_cell(r) -> str:
     n, m, lo, hi = r.get("paired_seeds"), r.get("paired_delta"), r.get("paired_lo"), r.get("paired_hi")
     if pd.isna(n) or int(n) == 0 or pd.isna(m):
         return ""
-    if int(n) < 2 or pd.isna(lo):
-        return f"Δ {m:+.2f} (1 seed)"
+    if int(n) < MIN_CI_SEEDS or pd.isna(lo):
+        return f"Δ {m:+.2f} ({int(n)} seed{'s' * (int(n) > 1)}, no CI)"
     return f"Δ {m:+.2f} [{lo:+.2f}, {hi:+.2f}]"
 
 

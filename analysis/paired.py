@@ -14,7 +14,9 @@ the rliable library reports for RL benchmarks (Agarwal et al. 2021), written her
 * for ``n ≤ EXACT_MAX`` every one of the ``n^n`` equally likely resamples is enumerated (the
   exact bootstrap distribution, no Monte Carlo error); above it ``n_boot`` resamples are
   drawn from a generator seeded with ``seed`` — deterministic either way;
-* ``n = 1``: no interval (``lo``/``hi`` NaN, the text says "1 seed"); ``n = 0``: nothing.
+* ``n < MIN_CI_SEEDS`` (3): no interval (``lo``/``hi`` NaN; the text gives the mean and says how
+  many seeds): the percentile bootstrap of 2 values is little more than their range, and calling
+  it a 95% CI would claim a confidence it does not have; ``n = 0``: nothing.
 
 With 3 seeds the interval is wide by construction (its lower end is near the smallest
 difference): "the CI excludes zero" then means "every seed agrees", which is what a
@@ -31,6 +33,8 @@ import pandas as pd
 
 #: up to this many seeds the bootstrap distribution is enumerated exactly (6^6 = 46,656 resamples)
 EXACT_MAX = 6
+#: the fewest seeds a CI (and so a "holds") is computed from
+MIN_CI_SEEDS = 3
 #: Monte Carlo resamples above ``EXACT_MAX`` seeds
 N_BOOT = 20_000
 
@@ -45,9 +49,9 @@ def _resample_means(x: np.ndarray, n_boot: int, seed: int) -> np.ndarray:
 
 
 def bootstrap_ci(values, level: float = 0.95, n_boot: int = N_BOOT, seed: int = 0) -> tuple[float, float]:
-    """Percentile-bootstrap CI of the mean of ``values`` (NaN, NaN for fewer than 2 values)."""
+    """Percentile-bootstrap CI of the mean of ``values`` (NaN, NaN for fewer than ``MIN_CI_SEEDS``)."""
     x = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=float)
-    if len(x) < 2:
+    if len(x) < MIN_CI_SEEDS:
         return float("nan"), float("nan")
     if np.all(x == x[0]):  # every resample mean is that value: a degenerate interval, exactly
         return float(x[0]), float(x[0])
@@ -77,7 +81,7 @@ class Paired:
 
     def excludes(self, bound: float = 0.0, direction: str = ">") -> bool:
         """Does the CI lie entirely on the claimed side of ``bound`` (strictly)?  False without a CI."""
-        if self.n < 2 or math.isnan(self.lo):
+        if self.n < MIN_CI_SEEDS or math.isnan(self.lo):
             return False
         return self.lo > bound if direction == ">" else self.hi < bound
 
@@ -86,13 +90,13 @@ class Paired:
         return s + (f" paired, {self.unpaired} unpaired left out" if self.unpaired else "")
 
     def text(self, digits: int = 2, sign: bool = True, with_seeds: bool = False) -> str:
-        """``+1.23 [+0.40, +2.10]``; ``+1.23 (1 seed)``; ``—`` when no seed is paired."""
+        """``+1.23 [+0.40, +2.10]``; ``+1.23 (2 seeds, no CI)``; ``—`` when no seed is paired."""
         if self.n == 0:
             return "—" + (" (no shared seeds)" if self.n_a and self.n_b else "")
         f = f"{{:{'+' if sign else ''}.{digits}f}}"
         out = f.format(self.mean)
-        if self.n < 2:
-            return out + " (1 seed)"
+        if self.n < MIN_CI_SEEDS:
+            return out + (" (1 seed)" if self.n == 1 else f" ({self.seeds_text()}, no CI)")
         out += f" [{f.format(self.lo)}, {f.format(self.hi)}]"
         return out + (f" ({self.seeds_text()})" if with_seeds or self.unpaired else "")
 

@@ -105,7 +105,7 @@ def _spice() -> list[PaperRef]:
 REFERENCES: list[PaperRef] = _bads() + _autopalette() + _spice()
 
 
-def _lookup(row: pd.Series, key: str):
+def lookup(row: pd.Series, key: str):
     for k in (key, f"cfg.{key}"):
         if k in row.index:
             return row[k]
@@ -115,7 +115,7 @@ def _lookup(row: pd.Series, key: str):
     return None
 
 
-def _equal(a, b) -> bool:
+def equal(a, b) -> bool:
     if a is None or (isinstance(a, float) and math.isnan(a)):
         return False
     try:
@@ -131,4 +131,4 @@ def refs_for(run: pd.Series, refs: list[PaperRef] | None = None) -> list[PaperRe
         return []
     return [r for r in (REFERENCES if refs is None else refs)
             if fnmatch.fnmatch(exp, r.experiment) and r.method == run.get("method")
-            and all(_equal(_lookup(run, k), v) for k, v in r.where)]
+            and all(equal(lookup(run, k), v) for k, v in r.where)]

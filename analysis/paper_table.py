@@ -8,7 +8,7 @@ import pandas as pd
 
 from selbench.analysis import paper as paper_mod
 from selbench.analysis.budget_rules import GROUP, with_budget_group
-from selbench.analysis.tables import NA, Table, _fmt
+from selbench.analysis.tables import NA, Table, fmt
 
 
 def paper_vs_reproduced(df: pd.DataFrame, long: Table, metric: str = "test_accuracy") -> Table:
@@ -34,7 +34,7 @@ def paper_vs_reproduced(df: pd.DataFrame, long: Table, metric: str = "test_accur
     data = pd.DataFrame(rows, columns=cols)
     text = pd.DataFrame({
         "setting": data["setting"], "method": data["method"], "paper says": data["claim"],
-        "reproduced": data["reproduced"].map(lambda x: _fmt(x)),
+        "reproduced": data["reproduced"].map(lambda x: fmt(x)),
         "holds here": data["holds"].map(lambda h: NA if h is None else ("yes" if h else "no")),
         "note": data["note"],
     })

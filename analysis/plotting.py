@@ -21,7 +21,7 @@ DPI = 110
 MARKERS = "os^Dvp*"
 
 
-def _grid(n: int, w: float = 4.2, h: float = 3.3, max_cols: int = 3):
+def grid(n: int, w: float = 4.2, h: float = 3.3, max_cols: int = 3):
     cols = min(n, max_cols)
     rows = math.ceil(n / cols)
     fig, axes = plt.subplots(rows, cols, figsize=(w * cols, h * rows), squeeze=False)
@@ -30,7 +30,7 @@ def _grid(n: int, w: float = 4.2, h: float = 3.3, max_cols: int = 3):
     return fig, list(axes.flat[:n])
 
 
-def _save(fig, path) -> str:
+def save(fig, path) -> str:
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fig.tight_layout()
@@ -39,38 +39,38 @@ def _save(fig, path) -> str:
     return str(path)
 
 
-def _colors(labels) -> dict:
+def method_colors(labels) -> dict:
     cmap = plt.get_cmap("tab10" if len(labels) <= 10 else "tab20")
     return {m: cmap(i % cmap.N) for i, m in enumerate(sorted(labels, key=str))}
 
 
-def _legend_outside(ax) -> None:
+def legend_outside(ax) -> None:
     ax.legend(fontsize=7, loc="upper left", bbox_to_anchor=(1.01, 1.0), borderaxespad=0, frameon=False)
 
 
-def _ylabel(metric: str) -> str:
+def ylabel(metric: str) -> str:
     name = metric.removeprefix("test_").replace("_", " ")
     return f"test {name} (%)" if is_percent(metric) else f"test {name}"
 
 
-def _short(s: str, n: int = 48) -> str:
+def short(s: str, n: int = 48) -> str:
     return s if len(s) <= n else s[: n - 1] + "…"
 
 
-def _label_panel(ax, xlabel: str, ylabel: str, title: str) -> None:
+def label_panel(ax, xlabel: str, ylabel: str, title: str) -> None:
     """The finishing touches every per-setting panel shares."""
     ax.set_xlabel(xlabel)
     ax.set_ylabel(ylabel)
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
-    _legend_outside(ax)
+    legend_outside(ax)
 
 
-def _budget_groups(df: pd.DataFrame) -> pd.DataFrame:
+def budget_groups(df: pd.DataFrame) -> pd.DataFrame:
     return with_budget_group(df) if len(df) else df
 
 
-def _budget_tag(b) -> str:
+def budget_tag(b) -> str:
     """How a plot labels a run's budget group ("—" for a method that ignores the budget)."""
     return NA if pd.isna(b) else f"{b:g}"
 
@@ -78,13 +78,13 @@ def _budget_tag(b) -> str:
 def curves_frame(runs: Runs) -> pd.DataFrame:
     """Every eval point of every ok run: one row per (run, step) with the run's labels."""
     rows = []
-    df = _budget_groups(runs.df)
+    df = budget_groups(runs.df)
     for (_, r), rec in zip(df.iterrows(), runs.records):
         if r["status"] != "ok":
             continue
         for p in rec.get("curve") or []:
             row = {"setting": r["setting"], "method_label": r["method_label"], "budget": r["budget"],
-                   "budget_group": _budget_tag(r["budget_group"]), "seed": r["seed"]}
+                   "budget_group": budget_tag(r["budget_group"]), "seed": r["seed"]}
             for k, v in p.items():
                 if isinstance(v, dict):
                     for d, x in v.items():

@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pandas as pd
 
-from selbench.analysis.budget_rules import GROUP, _group_use, budget_text, with_budget_group
-from selbench.analysis.metrics import _std
-from selbench.analysis.tables import Table, _pm
+from selbench.analysis.budget_rules import GROUP, group_use, budget_text, with_budget_group
+from selbench.analysis.metrics import seed_std
+from selbench.analysis.tables import Table, pm
 
 
 _QUALITY = [  # column, header, higher is better (None: neither)
@@ -22,7 +22,7 @@ _QUALITY = [  # column, header, higher is better (None: neither)
 ]
 
 
-_DOMAIN = "q.domain_share."
+DOMAIN_PREFIX = "q.domain_share."
 
 
 def domain_sort_key(name: str):
@@ -36,7 +36,7 @@ def quality(df: pd.DataFrame) -> Table:
     df = with_budget_group(df) if len(df) else df
     ok = df[df["status"] == "ok"] if len(df) else df
     cols = [(c, h, hib) for c, h, hib in _QUALITY if c in ok.columns and ok[c].notna().any()]
-    dom = sorted((c for c in ok.columns if c.startswith(_DOMAIN)), key=lambda c: domain_sort_key(c[len(_DOMAIN):]))
+    dom = sorted((c for c in ok.columns if c.startswith(DOMAIN_PREFIX)), key=lambda c: domain_sort_key(c[len(DOMAIN_PREFIX):]))
     truth_cols = [c for c, _, _ in cols if c != "q.effective_fraction"] + dom
     if ok.empty or not truth_cols:
         empty = pd.DataFrame(columns=["setting", "budget", "method"])
@@ -45,12 +45,12 @@ def quality(df: pd.DataFrame) -> Table:
     rows, trows = [], []
     for (setting, budget, label), g in ok.groupby(GROUP, dropna=False, sort=True):
         row = {"setting": setting, "budget": budget, "method": label, "seeds": len(g)}
-        trow = {"setting": setting, "budget": budget_text(budget, _group_use(g)), "method": label,
+        trow = {"setting": setting, "budget": budget_text(budget, group_use(g)), "method": label,
                 "seeds": str(len(g))}
-        for c, h, _ in cols + [(d, f"domain {d[len(_DOMAIN):]} share", None) for d in dom]:
+        for c, h, _ in cols + [(d, f"domain {d[len(DOMAIN_PREFIX):]} share", None) for d in dom]:
             x = pd.to_numeric(g[c], errors="coerce")
-            row[f"{c[2:]}_mean"], row[f"{c[2:]}_std"] = float(x.mean()), _std(x)
-            trow[h] = _pm(row[f"{c[2:]}_mean"], row[f"{c[2:]}_std"], 3)
+            row[f"{c[2:]}_mean"], row[f"{c[2:]}seed_std"] = float(x.mean()), seed_std(x)
+            trow[h] = pm(row[f"{c[2:]}_mean"], row[f"{c[2:]}seed_std"], 3)
         rows.append(row)
         trows.append(trow)
     data, text = pd.DataFrame(rows), pd.DataFrame(trows)

@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _claims_main(paths, out) -> int:
-    from selbench.analysis.claims import write_claims
+    from selbench.analysis.claims_table import write_claims
 
     try:
         runs = load_runs(paths)

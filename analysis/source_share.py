@@ -23,10 +23,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from selbench.analysis.metrics import _std
-from selbench.analysis.quality import _DOMAIN, domain_sort_key
+from selbench.analysis.metrics import seed_std
+from selbench.analysis.quality import DOMAIN_PREFIX, domain_sort_key
 from selbench.analysis.records import load_runs
-from selbench.analysis.tables import Table, _pm
+from selbench.analysis.tables import Table, pm
 
 #: methods whose pool weights are all 1: their domain shares are the pool's composition
 UNIFORM = ("erm", "pool_only", "duplicate_target")
@@ -39,7 +39,7 @@ def source_share(df: pd.DataFrame, groups: dict[str, tuple[str, ...]] | None = N
     the pool share, and the share of each group of sources present in the setting."""
     groups = DEFAULT_GROUPS if groups is None else groups
     ok = df[df["status"] == "ok"] if len(df) else df
-    dom = sorted((c for c in ok.columns if c.startswith(_DOMAIN)), key=lambda c: domain_sort_key(c[len(_DOMAIN):]))
+    dom = sorted((c for c in ok.columns if c.startswith(DOMAIN_PREFIX)), key=lambda c: domain_sort_key(c[len(DOMAIN_PREFIX):]))
     if ok.empty or not dom:
         empty = pd.DataFrame(columns=["setting", "method"])
         return Table("source_share", "Per-source weight share", empty, empty)
@@ -48,7 +48,7 @@ def source_share(df: pd.DataFrame, groups: dict[str, tuple[str, ...]] | None = N
         present = [c for c in dom if pd.to_numeric(s[c], errors="coerce").notna().any()]
         uni = s[s["method"].isin(UNIFORM)]
         pool = {c: float(pd.to_numeric(uni[c], errors="coerce").mean()) for c in present} if len(uni) else {}
-        grp = {g: [c for c in present if c[len(_DOMAIN):] in members] for g, members in groups.items()}
+        grp = {g: [c for c in present if c[len(DOMAIN_PREFIX):] in members] for g, members in groups.items()}
         grp = {g: cols for g, cols in grp.items() if cols}
         for label, g in s.groupby("method_label", sort=True):
             shares = g[present].apply(pd.to_numeric, errors="coerce")
@@ -57,17 +57,17 @@ def source_share(df: pd.DataFrame, groups: dict[str, tuple[str, ...]] | None = N
             row = {"setting": setting, "method": label, "seeds": len(g)}
             trow = {"setting": setting, "method": label, "seeds": str(len(g))}
             for c in present:
-                name, m, sd = c[len(_DOMAIN):], float(shares[c].mean()), _std(shares[c])
+                name, m, sd = c[len(DOMAIN_PREFIX):], float(shares[c].mean()), seed_std(shares[c])
                 lift = m / pool[c] if pool.get(c) else np.nan
                 row.update({f"{name}_share_mean": m, f"{name}_share_std": sd, f"{name}_lift": lift})
-                trow[name] = _pm(m, sd, 3) + ("" if np.isnan(lift) else f" ({lift:.2f}×)")
+                trow[name] = pm(m, sd, 3) + ("" if np.isnan(lift) else f" ({lift:.2f}×)")
             for gname, cols in grp.items():
                 total = shares[cols].sum(axis=1, min_count=1)
                 base = sum(pool.get(c, np.nan) for c in cols) if pool else np.nan
                 m = float(total.mean())
-                row.update({f"group_{gname}_share_mean": m, f"group_{gname}_share_std": _std(total),
+                row.update({f"group_{gname}_share_mean": m, f"group_{gname}_share_std": seed_std(total),
                             f"group_{gname}_lift": m / base if base else np.nan})
-                trow[f"{gname} sources"] = _pm(m, _std(total), 3) + ("" if not base else f" ({m / base:.2f}×)")
+                trow[f"{gname} sources"] = pm(m, seed_std(total), 3) + ("" if not base else f" ({m / base:.2f}×)")
             rows.append(row)
             trows.append(trow)
     used = {g: m for g, m in groups.items() if any(f"{g} sources" in t for t in trows)}

@@ -28,16 +28,16 @@ import pandas as pd
 NA = "—"
 
 
-def _fmt(x, digits=2) -> str:
+def fmt(x, digits=2) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return NA
     return f"{x:.{digits}f}"
 
 
-def _pm(mean, std, digits=2) -> str:
+def pm(mean, std, digits=2) -> str:
     if mean is None or (isinstance(mean, float) and math.isnan(mean)):
         return NA
-    return _fmt(mean, digits) if std is None or math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
+    return fmt(mean, digits) if std is None or math.isnan(std) else f"{mean:.{digits}f} ± {std:.{digits}f}"
 
 
 @dataclass

@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from selbench.analysis.plotting import _grid, _save, _short, curves_frame
+from selbench.analysis.plotting import grid, save, short, curves_frame
 from selbench.analysis.records import Runs
 
 
@@ -25,6 +25,26 @@ def _weights_clean(run: pd.Series, rec: dict):
     except (OSError, ValueError):
         return None
     return (w, c) if len(w) == len(c) and 0 < c.sum() < len(c) else None
+
+
+#: the weight axis is linear within ±LINTHRESH and logarithmic beyond it
+LINTHRESH = 0.1
+
+
+def symlog_edges(lo: float, hi: float, bins: int) -> np.ndarray:
+    """Histogram edges evenly spaced on the symlog axis the figure draws (so every bar has the same
+    drawn width, near 0 and in a tail to weight 30 alike)."""
+    def fwd(x):
+        return np.sign(x) * np.log1p(np.abs(x) / LINTHRESH)
+
+    def inv(t):
+        return np.sign(t) * LINTHRESH * np.expm1(np.abs(t))
+
+    if hi <= lo:
+        hi = lo + 1.0
+    edges = inv(np.linspace(fwd(lo), fwd(hi), bins + 1))
+    edges[0], edges[-1] = lo, hi
+    return edges
 
 
 def plot_weight_distributions(runs: Runs, path, bins: int = 20) -> str | None:
@@ -55,13 +75,12 @@ def plot_weight_distributions(runs: Runs, path, bins: int = 20) -> str | None:
     if not panels:
         return None
     keys = sorted(panels, key=lambda k: (str(k[0]), str(k[1])))
-    fig, axes = _grid(len(keys), 3.6, 2.8)
+    fig, axes = grid(len(keys), 3.6, 2.8)
     for ax, key in zip(axes, keys):
         p = panels[key]
         if p["w"]:
             w, c = np.concatenate(p["w"]), np.concatenate(p["c"])
-            lo, hi = float(w.min()), float(w.max())
-            edges = np.linspace(lo, hi if hi > lo else lo + 1.0, bins + 1)
+            edges = symlog_edges(float(w.min()), float(w.max()), bins)
             hc, _ = np.histogram(w[c], edges)
             hn, _ = np.histogram(w[~c], edges)
         else:
@@ -73,12 +92,13 @@ def plot_weight_distributions(runs: Runs, path, bins: int = 20) -> str | None:
         fc, fn = hc / max(hc.sum(), 1), hn / max(hn.sum(), 1)
         ax.bar(edges[:-1], fc, width=width, align="edge", alpha=0.45, color="tab:green", label="clean")
         ax.stairs(fn, edges, color="tab:red", lw=1.6, label="corrupted")
-        ax.set_title(_short(f"{key[1]} — {key[0]}", 40), fontsize=8)
-        ax.set_xlabel("final weight")
+        ax.set_title(short(f"{key[1]} — {key[0]}", 40), fontsize=8)
+        ax.set_xscale("symlog", linthresh=LINTHRESH)  # a tail to weight 30 must not squash the mass near 0
+        ax.set_xlabel("final weight (symlog)")
         ax.set_ylabel("fraction of examples")
         ax.grid(alpha=0.3)
     axes[0].legend(fontsize=7)
-    return _save(fig, path)
+    return save(fig, path)
 
 
 def plot_weight_share_over_training(runs: Runs, path) -> str | None:
@@ -93,7 +113,7 @@ def plot_weight_share_over_training(runs: Runs, path) -> str | None:
         return None
     cf = cf.dropna(subset=share_cols, how="all")
     keys = sorted({(s, m) for s, m in zip(cf["setting"], cf["method_label"])}, key=str)
-    fig, axes = _grid(len(keys), 3.8, 2.9)
+    fig, axes = grid(len(keys), 3.8, 2.9)
     for ax, (s, m) in zip(axes, keys):
         g = cf[(cf["setting"] == s) & (cf["method_label"] == m)]
         for c in share_cols:
@@ -111,9 +131,9 @@ def plot_weight_share_over_training(runs: Runs, path) -> str | None:
                 if len(frac):
                     ax.axhline(float(frac.mean()), color="k", ls=":", lw=1, label=lab)
         ax.set_ylim(0, 1)
-        ax.set_title(_short(f"{m} — {s}", 40), fontsize=8)
+        ax.set_title(short(f"{m} — {s}", 40), fontsize=8)
         ax.set_xlabel("step")
         ax.set_ylabel("share of total weight")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=6)
-    return _save(fig, path)
+    return save(fig, path)

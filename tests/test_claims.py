@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 
 from conftest import REPO
-from selbench.analysis.claims import FAILS, HOLDS, UNMEASURABLE, UNMEASURED, judge
+from selbench.analysis.claims import FAILS, FEW_SEEDS, HOLDS, UNMEASURABLE, UNMEASURED, VERDICTS, judge
 from selbench.analysis.claims_registry import CLAIMS, Claim
 from selbench.analysis.records import load_runs
 from selbench.core.io import atomic_write_json
@@ -96,7 +96,8 @@ def test_a_missing_rival_or_column_or_second_seed_is_named(tmp_path):
     loss = _one(df, "bads-nlg-loss")  # bads beats duplicate_target, but erm … random were never run
     assert loss.verdict == UNMEASURED and loss.why == "no erm runs in this setting"
     one = _one(df, "spice-random@spice/digits_noise")
-    assert one.verdict == UNMEASURABLE and one.why.startswith("1 paired seed") and one.estimate == pytest.approx(10)
+    assert one.verdict == FEW_SEEDS and one.why.startswith("1 seed") and one.estimate == pytest.approx(10)
+    assert pd.isna(one.ci_lo) and pd.isna(one.ci_hi)
 
 
 def test_every_rival_must_be_beaten_and_the_failing_one_is_shown(tmp_path):
@@ -138,12 +139,12 @@ def test_cost_claims_use_the_records_cost_fields(tmp_path):
 
 def test_rival_budget_multiplier_pairs_with_the_rival_at_k_times_beta(tmp_path):
     for s in BASE:
-        write_record(tmp_path, "dsdm", s, 50.0, experiment="dsdm/toy", budget=0.1, metrics={"test_loss": 3.0 + s / 10})
-        write_record(tmp_path, "random", s, 50.0, experiment="dsdm/toy", budget=0.1, metrics={"test_loss": 3.5 + s / 10})
-        write_record(tmp_path, "random", s, 50.0, experiment="dsdm/toy", budget=0.2, metrics={"test_loss": 2.9 + s / 10})
+        write_record(tmp_path, "dsdm", s, 50.0, experiment="dsdm/digits_noise", budget=0.1, metrics={"test_loss": 3.0 + s / 10})
+        write_record(tmp_path, "random", s, 50.0, experiment="dsdm/digits_noise", budget=0.1, metrics={"test_loss": 3.5 + s / 10})
+        write_record(tmp_path, "random", s, 50.0, experiment="dsdm/digits_noise", budget=0.2, metrics={"test_loss": 2.9 + s / 10})
     df = load_runs([tmp_path]).df
-    assert _one(df, "dsdm-random").verdict == HOLDS  # beats random at β
-    two = _one(df, "dsdm-2x")
+    assert _one(df, "dsdm-random@dsdm/digits_noise").verdict == HOLDS  # beats random at β
+    two = _one(df, "dsdm-2x@dsdm/digits_noise")
     assert two.verdict == FAILS and two.estimate == pytest.approx(0.1) and two.why.startswith("reversed")
 
 
@@ -171,7 +172,7 @@ def test_one_command_writes_the_table_atomically(tmp_path, capsys):
     assert main(["--claims", str(tmp_path / "r"), "--out", str(tmp_path / "out")]) == 0
     md = (tmp_path / "out" / "claims.md").read_text()
     csv = pd.read_csv(tmp_path / "out" / "claims.csv")
-    assert len(csv) >= len(CLAIMS) and set(csv.verdict) <= {HOLDS, FAILS, UNMEASURABLE, UNMEASURED}
+    assert len(csv) >= len(CLAIMS) and set(csv.verdict) <= set(VERDICTS)
     assert csv.set_index("id").loc["mwnet-noise", "verdict"] == HOLDS
     assert "| **holds** |" in md and "no records for preset bads/nlg_domains" in md
     assert not list((tmp_path / "out").glob(".*.tmp"))
@@ -194,8 +195,8 @@ def test_lds_claim_is_judged_from_the_lds_subset_sweeps(tmp_path):
         for seed in (0, 1, 2):
             for k in range(5):  # 5 random subsets × 4 targets: retrained loss follows −prediction (or not)
                 pred = rng.normal(size=4)
-                rec = write_record(root, "lds_subset", seed, 50.0, experiment="dsdm/toy", budget=0.5,
-                                   config={"method": {"name": "lds_subset", "subset": k, "n_models": 2}})
+                rec = write_record(root, "lds_subset", seed, 50.0, experiment="dsdm/digits_noise", budget=0.5,
+                                   config={"method": {"name": "lds_subset", "subset": k, "n_models": 2, "lam": 0.1}})
                 rec["selection"].update(lds_subset=k, lds_predicted=pred.tolist(),
                                         lds_actual_output=(sign * pred).tolist(),
                                         lds_actual_loss=(-sign * pred + 0.01 * rng.normal(size=4)).tolist())
@@ -212,13 +213,13 @@ def test_lds_claim_is_judged_from_the_lds_subset_sweeps(tmp_path):
 
 
 def test_budgeted_rows_name_their_budget(tmp_path):
-    from selbench.analysis.claims import claims_table
+    from selbench.analysis.claims_table import claims_table
 
     for s in BASE:
         for b in (0.1, 0.2):
-            write_record(tmp_path, "dsdm", s, 50.0, experiment="dsdm/toy", budget=b, metrics={"test_loss": 2.0})
-            write_record(tmp_path, "random", s, 50.0, experiment="dsdm/toy", budget=b, metrics={"test_loss": 3.0})
-    (c,) = [c for c in CLAIMS if c.id == "dsdm-random"]
+            write_record(tmp_path, "dsdm", s, 50.0, experiment="dsdm/digits_noise", budget=b, metrics={"test_loss": 2.0})
+            write_record(tmp_path, "random", s, 50.0, experiment="dsdm/digits_noise", budget=b, metrics={"test_loss": 3.0})
+    (c,) = [c for c in CLAIMS if c.id == "dsdm-random@dsdm/digits_noise"]
     t = claims_table(load_runs([tmp_path]).df, [c])
     assert list(t.data.budget) == [0.1, 0.2] and (t.data.verdict == HOLDS).all()
     assert [s.split(" (")[0] for s in t.text["setting (scale)"]] == ["toy-sym_noise @ β=0.1", "toy-sym_noise @ β=0.2"]

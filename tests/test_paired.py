@@ -7,7 +7,7 @@ import itertools
 import numpy as np
 import pytest
 
-from selbench.analysis.paired import EXACT_MAX, bootstrap_ci, paired, per_seed
+from selbench.analysis.paired import EXACT_MAX, MIN_CI_SEEDS, bootstrap_ci, paired, per_seed
 from test_claims import write_record
 
 
@@ -18,12 +18,16 @@ def test_constant_differences_give_a_degenerate_interval_at_that_value():
     assert p.excludes(0.0, ">") and not p.excludes(0.0, "<") and not p.excludes(0.5, ">")
 
 
-def test_two_seeds_known_answer():
-    # resample means of (a, b): a w.p. 1/4, (a+b)/2 w.p. 1/2, b w.p. 1/4 → sorted atoms [a, m, m, b];
-    # linear-interpolated 2.5% / 97.5% quantiles sit at positions 0.075 and 2.925
-    a, b = 1.0, 3.0
-    lo, hi = bootstrap_ci([a, b])
-    assert lo == pytest.approx(a + 0.075 * (2.0 - a)) and hi == pytest.approx(b - 0.075 * (b - 2.0))
+def test_fewer_than_three_seeds_get_no_interval_and_never_exclude_a_bound():
+    # the percentile bootstrap of (a, b) is little more than [a, b]: calling it a 95% CI would be pretence
+    assert MIN_CI_SEEDS == 3
+    lo, hi = bootstrap_ci([1.0, 3.0])
+    assert np.isnan(lo) and np.isnan(hi)
+    p = paired({0: 11.0, 1: 12.0}, {0: 1.0, 1: 2.0})  # +10 on both seeds: still no verdict from 2 seeds
+    assert p.n == 2 and p.mean == pytest.approx(10.0) and not p.excludes(0.0, ">")
+    assert p.text() == "+10.00 (2 seeds, no CI)"
+    three = paired({0: 11.0, 1: 12.0, 2: 13.0}, {0: 1.0, 1: 2.0, 2: 3.0})
+    assert three.excludes(0.0, ">") and three.text() == "+10.00 [+10.00, +10.00]"
 
 
 @pytest.mark.parametrize("x", [[0.3, -1.2, 2.5], [1.0, 4.0, -2.0, 0.5], [3.0, 1.0, 4.0, 1.0, 5.0]])
@@ -99,7 +103,9 @@ def test_comparison_tables_show_the_paired_delta_beside_mean_and_std(tmp_path):
     assert row.paired_seeds == 3 and row.unpaired_seeds == 1
     cols = list(t.text.columns)
     label = "Δ vs erm (paired, 95% CI)"
-    assert cols.index(label) == cols.index("accuracy (%)") + 2  # beside mean ± std and balanced accuracy
+    # beside the final mean ± std, the mean at best validation and balanced accuracy
+    assert cols.index(label) == cols.index("accuracy (%) final") + 3
+    assert cols.index("accuracy (%) at best val") == cols.index("accuracy (%) final") + 1
     text = t.text.set_index("method")[label]
     assert text["random"] == "+1.00 [+1.00, +1.00] (3 seeds paired, 1 unpaired left out)" and text["erm"] == "—"
     # the unpaired difference of means would say something else entirely (seed 3 drags it down)

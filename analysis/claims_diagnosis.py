@@ -1,0 +1,81 @@
+"""Why a claim does not hold here, from the records: every "does not hold" row of the claims table
+(``analysis.claims``) carries one line naming which of four causes the numbers point at.
+
+* **implementation** — some of the method's runs in the preset failed (diverged, NaN): named with
+  the count and the first reason;
+* **scale** — the runs used ``scale=debug`` (≤ 30 steps: a smoke test where no paper's effect is
+  expected to show);
+* **setting** — the claim's mechanism was not at work: for a denoising claim
+  (``mechanism="erm_memorises"``), ``erm``'s final test accuracy fell less than
+  :data:`MEMORISATION_DROP` points below its accuracy at its best validation step, so the noise
+  had not hurt it and there was nothing for the method to fix;
+* **method** — the setting was right: the method is behind at its own best validation step too
+  (not a matter of when to stop), or ahead there and decaying by the end.
+
+The line always ends with the paired numbers it rests on (per-seed differences).
+"""
+from __future__ import annotations
+
+import pandas as pd
+
+from selbench.analysis.claims_registry import Claim
+from selbench.analysis.metrics import scale
+from selbench.analysis.paired import Paired, per_seed
+
+#: erm memorises when its final accuracy is this many points below its best-validation accuracy
+MEMORISATION_DROP = 2.0
+
+
+def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.DataFrame, rival, p: Paired,
+             row: dict) -> str:
+    """One line for a "does not hold" row (``row``: the row's numbers so far, best-val ones included)."""
+    parts = []
+    if len(failed):
+        reason = str(failed["reason"].dropna().iloc[0]) if failed["reason"].notna().any() else "no reason recorded"
+        parts.append(f"implementation: {len(failed)} of {len(failed) + len(mine)} {claim.method} runs failed "
+                     f"({reason[:120]})")
+    scales = set(mine["scale"].dropna().astype(str)) if "scale" in mine else set()
+    if "debug" in scales:
+        parts.append("scale: scale=debug (≤ 30 steps, a smoke test) — no paper's effect is expected to show")
+    setting = _mechanism(claim, runs)
+    if setting:
+        parts.append(setting)
+    if not setting.startswith("setting: erm is not hurt"):
+        method = _method(claim, row, p)
+        if method:
+            parts.append(method)
+    per = ", ".join(f"{d:+.3g}" for d in p.diffs)
+    what = "ratio" if claim.op == "ratio" and rival else "Δ" if rival else "value"
+    parts.append(f"per-seed {what}{f' vs {rival}' if rival else ''}: {per}")
+    return "; ".join(parts)
+
+
+def _mechanism(claim: Claim, runs: pd.DataFrame) -> str:
+    if claim.mechanism != "erm_memorises":
+        return ""
+    erm = runs[runs["method"] == "erm"]
+    metric = claim.metric if not claim.metric.startswith(("cost.", "q.", "sel.")) else "test_accuracy"
+    final, best = per_seed(erm, metric, scale(metric)), per_seed(erm, f"best_val.{metric}", scale(metric))
+    seeds = sorted(set(final) & set(best))
+    if not seeds:
+        return "setting: unknown whether erm memorises (no erm runs with best-validation metrics)"
+    f = sum(final[s] for s in seeds) / len(seeds)
+    b = sum(best[s] for s in seeds) / len(seeds)
+    if b - f < MEMORISATION_DROP:
+        return (f"setting: erm is not hurt here (final {f:.1f} vs {b:.1f} at its best validation step, a drop of "
+                f"{b - f:.1f} < {MEMORISATION_DROP:g} points): the noise has not been memorised, nothing to fix")
+    return f"setting: erm memorises ({b:.1f} at its best validation step → {f:.1f} final)"
+
+
+def _method(claim: Claim, row: dict, p: Paired) -> str:
+    bv, n = row.get("best_val_estimate"), row.get("best_val_seeds", 0)
+    if not n or bv is None or pd.isna(bv):
+        return ""
+    ahead = (bv > claim.bound) if claim.direction == ">" else (bv < claim.bound)
+    if ahead and row.get("best_val_verdict") == "holds":
+        return (f"method: ahead at its best validation step (Δ {bv:+.3g}, holds there) but not at the end "
+                f"(Δ {p.mean:+.3g}): it decays after its best step")
+    if ahead:
+        return f"method: at its best validation step Δ {bv:+.3g} (not decisive either), final Δ {p.mean:+.3g}"
+    return (f"method: behind at its best validation step too (Δ {bv:+.3g}), so it is not a matter of when to "
+            f"stop")
