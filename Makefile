@@ -23,9 +23,11 @@ test-slow: setup
 bench: setup
 	$(BIN)/python -m bench $(BENCH_ARGS)
 
-## Run every documented claim's preset (scale=small; SCALE=debug for a smoke pass), then the verdict table.
+## Run every documented claim's preset (SCALE=small by default, SCALE=debug for a smoke pass; SEEDS, PRESETS,
+## JOBS, EXTRA: see scripts/claims.sh), then the verdict table.  docs/claims.md is one such pass.
+SCALE ?= small
 claims: setup
-	VENV=$(VENV) bash scripts/claims.sh $(or $(RESULTS),results/claims)
+	VENV=$(VENV) SCALE=$(SCALE) bash scripts/claims.sh $(or $(RESULTS),results/claims-$(SCALE))
 
 clean:
 	rm -rf results .pytest_cache
