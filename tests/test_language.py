@@ -9,10 +9,10 @@ import pytest
 import torch
 
 from conftest import compose_cfg, selbench
-from selbench.datasets.text_examples import IGNORE
-from selbench.datasets.text_scenarios import build_text_scenario
-from selbench.datasets.text_sources import load_text_source
-from selbench.datasets.text_tokenize import build_tokenizer
+from selbench.datasets.text.examples import IGNORE
+from selbench.datasets.text.scenarios import build_text_scenario
+from selbench.datasets.text.sources import load_text_source
+from selbench.datasets.text.tokenizer import build_tokenizer
 from selbench.methods.registry import registered
 from selbench.core.cost import CostTracker
 from selbench.core.errors import ConfigError, DataError
@@ -194,7 +194,7 @@ def test_per_example_grads_match_a_loop_and_param_subsets():
 
 
 def test_tokenizer_and_token_cache_round_trip(tmp_path, monkeypatch):
-    from selbench.datasets.text_tokenize import encode_cached
+    from selbench.datasets.text.tokenizer import encode_cached
 
     monkeypatch.setenv("SELBENCH_CACHE", str(tmp_path))
     tok = build_tokenizer({"name": "gpt2"})

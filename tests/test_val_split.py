@@ -9,9 +9,9 @@ from conftest import TINY, compose_cfg
 from selbench.core.errors import ConfigError
 from selbench.datasets.scenarios import build_scenario
 from selbench.datasets.sources import load_source
-from selbench.datasets.text_examples import TextSplit
-from selbench.datasets.text_records import TextRecord
-from selbench.datasets.text_splits import _split_groups
+from selbench.datasets.text.examples import TextSplit
+from selbench.datasets.text.records import TextRecord
+from selbench.datasets.text.splits import split_groups
 
 
 # --------------------------------------------------------------------------- vision
@@ -128,11 +128,11 @@ def test_text_val_is_deterministic_and_leaves_the_test_documents_alone(text_scen
 
 def test_split_groups_val_is_disjoint_and_keeps_a_training_document():
     recs = [TextRecord(f"t{d}{g}", d, f"{d}/{g}") for d in "ab" for g in range(10)] + [TextRecord("c", "c", "c/0")]
-    held, val = _split_groups(recs, 0.2, seed=0, val_fraction=0.3)
+    held, val = split_groups(recs, 0.2, seed=0, val_fraction=0.3)
     assert not held & val
     for d in "ab":
         assert sum(g.startswith(d) for g in held) == 2 and sum(g.startswith(d) for g in val) == 3
     assert "c/0" not in held | val  # a one-document domain keeps its document for training
-    assert _split_groups(recs, 0.2, seed=0)[0] == held
+    assert split_groups(recs, 0.2, seed=0)[0] == held
     with pytest.raises(ConfigError, match="val_fraction=0.9"):
-        _split_groups(recs, 0.2, seed=0, val_fraction=0.9)
+        split_groups(recs, 0.2, seed=0, val_fraction=0.9)

@@ -4,7 +4,7 @@ coreset selectors on text (a sentence embedding).
 
 - **Token ids → text.**  The runner lends the scenario's tokenizer in ``ctx.extra["tokenizer"]``
   (``runners/run/context.py``).  An instruction pair is one row whose leading targets are
-  ``-100`` (the prompt, ``datasets/text_examples.py``); a document chunk has none.  The prompt is
+  ``-100`` (the prompt, ``datasets/text/examples.py``); a document chunk has none.  The prompt is
   decoded without the scenario's template (``### Instruction:`` markers, the chat template's role
   tokens), so a rater sees the instruction itself.
 - **Sentence embeddings**: MiniLM through :func:`minilm_embed` (one loader).

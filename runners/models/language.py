@@ -24,7 +24,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from selbench.datasets.text_tokenize import SMOLLM2_GGUF, cache_dir, package_dir
+from selbench.datasets.text.tokenizer import SMOLLM2_GGUF, cache_dir, package_dir
 from selbench.core.errors import ConfigError, DataError
 from selbench.core.registry import Registry
 

@@ -24,7 +24,7 @@ from torch import Tensor
 
 @functools.lru_cache(maxsize=1)
 def _instruct_lm():
-    from selbench.datasets.text_tokenize import load_smollm2_tokenizer
+    from selbench.datasets.text.tokenizer import load_smollm2_tokenizer
     from selbench.runners.models.language import load_smollm2
 
     model = load_smollm2().eval()

@@ -37,9 +37,9 @@ from torch import Tensor, nn
 from torch.func import functional_call
 
 from selbench.core.data import Split
-from selbench.datasets.text_examples import IGNORE
-from selbench.datasets.text_scenarios import build_text_scenario
-from selbench.datasets.text_tokenize import build_tokenizer
+from selbench.datasets.text.examples import IGNORE
+from selbench.datasets.text.scenarios import build_text_scenario
+from selbench.datasets.text.tokenizer import build_tokenizer
 from selbench.core.modes import eval_mode, stochastic
 from selbench.runners.tasks.base import TaskAdapter
 from selbench.core.cost import CostTracker
@@ -64,9 +64,9 @@ def check_config(cfg) -> None:
     """Cheap checks run before anything is built (``runners/run/validate.py``)."""
     from pathlib import Path
 
-    from selbench.datasets.text_scenarios import KINDS
-    from selbench.datasets.text_sources import TEXT_SOURCES
-    from selbench.datasets.text_tokenize import TOKENIZERS
+    from selbench.datasets.text.scenarios import KINDS
+    from selbench.datasets.text.sources import TEXT_SOURCES
+    from selbench.datasets.text.tokenizer import TOKENIZERS
     from selbench.runners.models.language import LM_MODELS
 
     LM_MODELS.lookup(cfg.model.name)

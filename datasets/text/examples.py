@@ -4,8 +4,8 @@ Examples are ``[seq_len]`` token rows: ``x`` the inputs, ``y`` the next-token
 targets with ``-100`` (``IGNORE``) wherever the loss does not count (prompt tokens of an
 instruction pair, the context of a continuation task, right padding).  Documents are cut
 into ``seq_len``-token chunks; an instruction pair is one example, an over-long one
-truncated, dropped or refused (``scenario.overlong``, see ``datasets.text_scenarios``).
-Multiple-choice variants (:func:`_choices`) put each candidate response/continuation
+truncated, dropped or refused (``scenario.overlong``, see ``datasets.text.scenarios``).
+Multiple-choice variants (:func:`choice_sets`) put each candidate response/continuation
 after the same prompt/context.
 """
 from __future__ import annotations
@@ -18,8 +18,8 @@ from torch import Tensor
 
 from selbench.core.data import Split
 from selbench.core.errors import DataError
-from selbench.datasets.text_records import TextRecord
-from selbench.datasets.text_tokenize import TextTokenizer, encode_cached
+from selbench.datasets.text.records import TextRecord
+from selbench.datasets.text.tokenizer import TextTokenizer, encode_cached
 
 IGNORE = -100
 
@@ -52,7 +52,7 @@ class Example:
     prompt_len: int = 0     # for rebuilding instruction pairs (swap / multiple choice)
 
 
-def _pad_rows(examples: list[Example], seq_len: int, pad_id: int) -> tuple[Tensor, Tensor]:
+def pad_rows(examples: list[Example], seq_len: int, pad_id: int) -> tuple[Tensor, Tensor]:
     n = len(examples)
     x = torch.full((n, seq_len), pad_id, dtype=torch.long)
     y = torch.full((n, seq_len), IGNORE, dtype=torch.long)
@@ -65,7 +65,7 @@ def _pad_rows(examples: list[Example], seq_len: int, pad_id: int) -> tuple[Tenso
     return x, y
 
 
-def _pair(p: list[int], r: list[int], seq_len: int, overlong: str, where: str) -> tuple[list[int], int] | None:
+def pair_ids(p: list[int], r: list[int], seq_len: int, overlong: str, where: str) -> tuple[list[int], int] | None:
     """Prompt + response ids within ``seq_len + 1`` tokens; returns (ids, prompt length)."""
     cap = seq_len + 1
     if len(p) + len(r) > cap:
@@ -81,7 +81,7 @@ def _pair(p: list[int], r: list[int], seq_len: int, overlong: str, where: str) -
     return p + r, len(p)
 
 
-def _encode_records(records: list[TextRecord], tok: TextTokenizer, seq_len: int, overlong: str,
+def encode_records(records: list[TextRecord], tok: TextTokenizer, seq_len: int, overlong: str,
                     min_tokens: int, use_cache: bool) -> tuple[list[list[Example]], dict]:
     """One list of examples per record (chunks of a document, or one instruction pair), and
     the counts of truncated and dropped pairs."""
@@ -108,7 +108,7 @@ def _encode_records(records: list[TextRecord], tok: TextTokenizer, seq_len: int,
         else:
             p, resp = ids[j].tolist(), ids[j + 1].tolist() + tok.response_suffix()
             j += 2
-            made = _pair(p, resp, seq_len, overlong, f"record {r.group!r}")
+            made = pair_ids(p, resp, seq_len, overlong, f"record {r.group!r}")
             if made is None:
                 stats["dropped"] += 1
                 out.append([])
@@ -119,7 +119,7 @@ def _encode_records(records: list[TextRecord], tok: TextTokenizer, seq_len: int,
     return out, stats
 
 
-def _choices(items: list[Example], n_choices: int, seq_len: int, rng: random.Random, pad_id: int):
+def choice_sets(items: list[Example], n_choices: int, seq_len: int, rng: random.Random, pad_id: int):
     """Each item's correct continuation/response plus ``n_choices − 1`` from others of its domain."""
     if n_choices <= 1 or not items:
         return None, None, None
@@ -142,7 +142,7 @@ def _choices(items: list[Example], n_choices: int, seq_len: int, rng: random.Ran
         for c in order:
             body = (head + cands[c])[-(seq_len + 1):]
             rows.append(Example(body, len(body) - len(cands[c]) - 1, e.domain, e.group))
-        x, y = _pad_rows(rows, seq_len, pad_id)
+        x, y = pad_rows(rows, seq_len, pad_id)
         cx.append(x)
         cy.append(y)
         ans.append(order.index(0))

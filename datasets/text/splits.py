@@ -5,11 +5,11 @@ from __future__ import annotations
 import random
 
 from selbench.core.errors import ConfigError
-from selbench.datasets.text_examples import Example
-from selbench.datasets.text_records import TextRecord
+from selbench.datasets.text.examples import Example
+from selbench.datasets.text.records import TextRecord
 
 
-def _split_groups(records: list[TextRecord], heldout_fraction: float, seed: int,
+def split_groups(records: list[TextRecord], heldout_fraction: float, seed: int,
                   val_fraction: float = 0.0) -> tuple[set[str], set[str]]:
     """Held-out documents (by ``group``): a fixed fraction of every domain's groups for
     test, and the next ``val_fraction`` of them for validation (at least one group of a
@@ -36,13 +36,13 @@ def _split_groups(records: list[TextRecord], heldout_fraction: float, seed: int,
     return held, val - held
 
 
-def _take(items: list, k: int, rng: random.Random) -> tuple[list, list]:
+def take(items: list, k: int, rng: random.Random) -> tuple[list, list]:
     items = list(items)
     rng.shuffle(items)
     return items[:k], items[k:]
 
 
-def _draw_pool(cand_t: list, cand_o: list, pool_size, target_share, rng: random.Random,
+def draw_pool(cand_t: list, cand_o: list, pool_size, target_share, rng: random.Random,
                cap: int | None = None) -> list:
     """``pool_size`` examples (null = every candidate, at most ``cap``: the scale's max_pool)."""
     everything = cand_t + cand_o
@@ -54,7 +54,7 @@ def _draw_pool(cand_t: list, cand_o: list, pool_size, target_share, rng: random.
     if target_share is None:
         if n > len(everything):
             raise ConfigError(f"scenario.pool_size={n} exceeds the {len(everything)} available training examples")
-        return _take(everything, n, rng)[0]
+        return take(everything, n, rng)[0]
     share = float(target_share)
     if not 0 <= share <= 1:
         raise ConfigError(f"scenario.target_share={share} must be in [0, 1]")
@@ -62,12 +62,12 @@ def _draw_pool(cand_t: list, cand_o: list, pool_size, target_share, rng: random.
     if n_t > len(cand_t) or n - n_t > len(cand_o):
         raise ConfigError(f"scenario.pool_size={n} with target_share={share} needs {n_t} target-domain and "
                           f"{n - n_t} other examples; only {len(cand_t)} and {len(cand_o)} exist")
-    pool = _take(cand_t, n_t, rng)[0] + _take(cand_o, n - n_t, rng)[0]
+    pool = take(cand_t, n_t, rng)[0] + take(cand_o, n - n_t, rng)[0]
     rng.shuffle(pool)
     return pool
 
 
-def _per_domain(items: list[Example], domains: list[str], per: int | None, rng: random.Random) -> list[Example]:
+def per_domain(items: list[Example], domains: list[str], per: int | None, rng: random.Random) -> list[Example]:
     out = []
     for d in domains:
         ex = [e for e in items if e.domain == d]

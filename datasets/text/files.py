@@ -1,5 +1,5 @@
 """The ``textfile`` source: a user's ``.jsonl`` or plain-text file (schema in
-``datasets.text_sources``); a bad JSONL line is a one-line ``DataError`` naming the file and
+``datasets.text.sources``); a bad JSONL line is a one-line ``DataError`` naming the file and
 line, or skipped with ``on_bad_record: skip``."""
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import re
 from pathlib import Path
 
 from selbench.core.errors import ConfigError, DataError
-from selbench.datasets.text_records import TextRecord, register_text_source
+from selbench.datasets.text.records import TextRecord, register_text_source
 
 
 @register_text_source("textfile")

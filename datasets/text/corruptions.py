@@ -6,11 +6,11 @@ from __future__ import annotations
 import random
 
 from selbench.core.errors import ConfigError
-from selbench.datasets.text_examples import Example, _pair
-from selbench.datasets.text_tokenize import TextTokenizer
+from selbench.datasets.text.examples import Example, pair_ids
+from selbench.datasets.text.tokenizer import TextTokenizer
 
 
-def _corrupt(pool: list[Example], noise, dup, tok: TextTokenizer, seq_len: int, is_pairs: bool, rng: random.Random):
+def corrupt_pool(pool: list[Example], noise, dup, tok: TextTokenizer, seq_len: int, is_pairs: bool, rng: random.Random):
     n = len(pool)
     noisy = [False] * n
     if noise and float(noise.get("rate", 0)) > 0:
@@ -35,7 +35,7 @@ def _corrupt(pool: list[Example], noise, dup, tok: TextTokenizer, seq_len: int, 
                 e = pool[i]
                 if r == e.ids[e.prompt_len:]:
                     continue  # identical response text: not corrupted
-                ids, plen = _pair(e.ids[:e.prompt_len], r, seq_len, "truncate", "")
+                ids, plen = pair_ids(e.ids[:e.prompt_len], r, seq_len, "truncate", "")
                 pool[i] = Example(ids, plen - 1, e.domain, e.group, plen)
                 noisy[i] = True
         else:

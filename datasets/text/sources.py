@@ -27,14 +27,14 @@ Local file schema (``dataset=textfile dataset.path=...``):
 - ``.txt`` / anything else: records are paragraphs separated by blank lines;
   domain = the file's stem.
 
-``TextRecord`` and the registry are in ``datasets.text_records``; the packaged readers in
-``datasets.text_corpora``; the local-file reader in ``datasets.text_files``.
+``TextRecord`` and the registry are in ``datasets.text.records``; the packaged readers in
+``datasets.text.corpora``; the local-file reader in ``datasets.text.files``.
 """
 from __future__ import annotations
 
 from selbench.core.errors import ConfigError, DataError
-from selbench.datasets import text_corpora, text_files  # noqa: F401 (importing them registers the sources)
-from selbench.datasets.text_records import TEXT_SOURCES, TextRecord
+from selbench.datasets.text import corpora, files  # noqa: F401 (importing them registers the sources)
+from selbench.datasets.text.records import TEXT_SOURCES, TextRecord
 
 
 def load_text_source(name: str, **kwargs) -> list[TextRecord]:

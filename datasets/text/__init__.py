@@ -1,0 +1,1 @@
+"""Text data: sources (packaged corpora, the user's files), tokenizers, and the language scenarios."""
