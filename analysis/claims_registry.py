@@ -78,8 +78,9 @@ class Claim:
 #: enough that scale=small's 600 steps of 120 are ~36 epochs over it — long enough for erm to
 #: memorise the flipped labels (its test accuracy falls from its best step), which is the harm the
 #: reweighters and BADS exist to undo; 50 clean targets per class keep the paper's 1:4
-#: target-to-pool ratio; an evaluation every 50 steps gives the best-validation step.
-MEMORISE = (("scenario.pool_size", 2000), ("scenario.target_per_class", 50), ("runner.eval_every", 50))
+#: target-to-pool ratio; an evaluation every 100 steps gives the best-validation step (measured: erm
+#: seed 0 peaks at 77.4% at step 300 and ends at 63.6%).
+MEMORISE = (("scenario.pool_size", 2000), ("scenario.target_per_class", 50), ("runner.eval_every", 100))
 WHY_MEMORISE = ("Fashion-MNIST + LeNet5, {rate:.0%} symmetric noise, a 2,000-image pool and 500 clean targets; "
                 "scale=small's 600 steps × 120 are ~36 epochs of the pool, where erm memorises the flipped labels "
                 "(its final accuracy falls below its best-validation one: the diagnosis checks it), so there is "

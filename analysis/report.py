@@ -11,7 +11,7 @@ Reads only the local ``record.json`` files (never wandb).  Writes into ``--out``
 
 * ``runs.csv`` — the tidy DataFrame, one row per run (failed runs included);
 * ``tables/<name>.{md,tex,csv}`` — comparison (long and wide), selection quality,
-  paper vs reproduced, failed runs, runs with warnings, unreadable records;
+  paper vs reproduced, failed runs, runs with warnings, unreadable or malformed records (skipped, each named with what is wrong);
 * ``figures/<name>.png``;
 * ``report.md`` — all of the above with the sweep's command lines and versions.
 
@@ -65,7 +65,7 @@ def build_report(paths, out_dir, metric: str = "test_accuracy", with_figures: bo
 def _write_empty(runs: Runs, out: Path, paths) -> str:
     lines = ["# selbench report", "", f"No readable run records under: {', '.join(map(str, paths))}."]
     if runs.errors:
-        lines += ["", "## Unreadable record files", "", run_lists.corrupt(runs.errors).to_markdown()]
+        lines += ["", "## Unreadable or malformed record files", "", run_lists.corrupt(runs.errors).to_markdown()]
     p = out / "report.md"
     p.write_text("\n".join(lines) + "\n")
     return str(p)
@@ -76,10 +76,10 @@ def _markdown(runs: Runs, tabs: dict, figures: dict, out: Path, paths, metric: s
     n_ok, n_failed = int((df["status"] == "ok").sum()), int((df["status"] != "ok").sum())
     L = ["# selbench report", "",
          f"{len(df)} runs ({n_ok} ok, {n_failed} failed"
-         + (f", {len(runs.errors)} unreadable record files" if runs.errors else "") + ") from "
+         + (f", {len(runs.errors)} unreadable or malformed record files" if runs.errors else "") + ") from "
          + ", ".join(f"`{p}`" for p in paths) + f". Primary metric: `{metric}`.", ""]
     if runs.errors:
-        L += ["**Unreadable record files** (not included in any table):", "", tabs["unreadable"].to_markdown(), ""]
+        L += ["**Unreadable or malformed record files** (skipped: not included in any table):", "", tabs["unreadable"].to_markdown(), ""]
     if n_failed:
         L += [f"**Failed runs** ({n_failed}; kept out of the means, counted in the `seeds` column):", "",
               tabs["failures"].to_markdown(), ""]
@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     runs = res["runs"]
     for path, why in runs.errors:
-        print(f"selbench-report: warning: unreadable record {path}: {why}", file=sys.stderr)
+        print(f"selbench-report: warning: skipped record {path}: {why}", file=sys.stderr)
     if runs.df.empty:
         print(f"selbench-report: no readable run records; wrote {res['report']}", file=sys.stderr)
         return 1
@@ -155,7 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         n_runs = int((runs.df["n_warnings"] > 0).sum())
         print(f"selbench-report: {n_runs} run(s) recorded {n_warn} warning(s) (listed in {res['report']})",
               file=sys.stderr)
-    print(f"selbench-report: {len(runs.df)} runs ({len(failed)} failed, {len(runs.errors)} unreadable) -> {res['report']}",
+    print(f"selbench-report: {len(runs.df)} runs ({len(failed)} failed, {len(runs.errors)} unreadable or malformed) -> {res['report']}",
           file=sys.stderr)
     return 0
 
@@ -169,7 +169,7 @@ def _claims_main(paths, out) -> int:
         print(f"selbench-report: error: {e}", file=sys.stderr)
         return 2
     for path, why in runs.errors:
-        print(f"selbench-report: warning: unreadable record {path}: {why}", file=sys.stderr)
+        print(f"selbench-report: warning: skipped record {path}: {why}", file=sys.stderr)
     res = write_claims(runs.df, out, records=runs.records)
     print(res["table"].to_markdown())
     print(f"selbench-report: {len(runs.df)} runs -> {res['md']}, {res['csv']}", file=sys.stderr)

@@ -32,7 +32,7 @@ def failures(df: pd.DataFrame) -> Table:
 
 def corrupt(errors: list[tuple[str, str]]) -> Table:
     data = pd.DataFrame(errors, columns=["record", "problem"])
-    return Table("unreadable", "Unreadable record files", data, data.astype(str))
+    return Table("unreadable", "Unreadable or malformed record files", data, data.astype(str))
 
 
 def warnings(df: pd.DataFrame) -> Table:

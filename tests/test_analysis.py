@@ -496,7 +496,7 @@ def test_corrupt_record_is_reported_not_skipped(failing_sweep, tmp_path):
     bad = dict(res["runs"].errors)
     assert "corrupt JSON" in bad[str(files[0].resolve())] and "not a run record" in bad[str(files[1].resolve())]
     report = Path(res["report"]).read_text()
-    assert "Unreadable record files" in report and str(files[0].resolve()) in report
+    assert "Unreadable or malformed record files" in report and str(files[0].resolve()) in report
     assert pd.read_csv(tmp_path / "rep" / "tables" / "unreadable.csv").shape[0] == 2
 
 
