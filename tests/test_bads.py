@@ -19,7 +19,7 @@ from conftest import TINY, compose_cfg, needs_fashion
 from selbench.core.cost import CostTracker
 from selbench.core.data import Split
 from selbench.core.errors import ConfigError
-from selbench.methods.base import RunContext
+from selbench.methods.base import RunContext, StepExamples
 from selbench.methods.bads.bads import BADS, BADSConfig, Features, Noise, PriorNorm, Weights
 from selbench.runners.models.vision import Classifier
 from selbench.runners.run.job import run_job
@@ -41,8 +41,8 @@ def _tiny_ctx(n_pool=12, n_target=6, d=5, k=3, seed=0, batch=4, tbatch=3, body=N
     adapter = VisionAdapter(model, k, cost, torch.device("cpu"))
     warnings: list[str] = []
     ctx = RunContext(pool=pool, target=target, num_classes=k, modality="vision", adapter=adapter, budget=0.3,
-                     seed=seed, generator=g, device=torch.device("cpu"), cost=cost, steps=10, batch_size=batch,
-                     target_batch_size=tbatch, make_optimizer=None, warn=warnings.append)
+                     seed=seed, generator=g, device=torch.device("cpu"), cost=cost, steps=10,
+                     examples=StepExamples(batch, tbatch), make_optimizer=None, warn=warnings.append)
     ctx.extra["warnings"] = warnings
     return ctx
 

@@ -13,7 +13,7 @@ import torch
 from conftest import compose_cfg
 from selbench.core.data import Split
 from selbench.core.errors import ConfigError
-from selbench.methods.base import RunContext
+from selbench.methods.base import RunContext, StepExamples
 from selbench.methods.coresets.select import CoresetSelectConfig, class_quotas
 from selbench.methods.coresets.herding import Herding, HerdingReal
 from selbench.methods.gradients.ifd import AboveOne, rank_ifd, split_rows
@@ -62,7 +62,7 @@ class _Cost:
 def _vision_ctx(x: torch.Tensor, y: torch.Tensor, budget: float, seed: int) -> RunContext:
     return RunContext(pool=Split(x, y), target=Split(x[:0], y[:0]), num_classes=int(y.max()) + 1, modality="vision",
                       adapter=None, budget=budget, seed=seed, generator=torch.Generator().manual_seed(seed),
-                      device=torch.device("cpu"), cost=_Cost(), steps=1, batch_size=64, target_batch_size=0,
+                      device=torch.device("cpu"), cost=_Cost(), steps=1, examples=StepExamples(64, 0),
                       make_optimizer=None)
 
 

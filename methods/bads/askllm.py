@@ -17,7 +17,7 @@ CPU).
 **Selection.**  ``online=false`` (default): the top ``⌊β·N_pool⌋`` by score, trained on with
 the target set (``include_target``, as ``random``), batches of ``runner.batch_size``.
 ``online=true`` (AskLLM-O): each step draws a scored batch and keeps its top fraction
-(``methods/bads/score_filter.py``; ``k`` = ``runner.batch_size`` under ``runner.match_examples``).
+(``methods/bads/score_filter.py``; ``k`` = the runner's batch under equal compute, ``ctx.kept_count``).
 
 Departures: Sachdeva et al. ask a large LM a fixed *quality* question ("informative
 signal for pre-training"); the BADS paper asks about usefulness for the target tasks.
@@ -144,7 +144,7 @@ class AskLLM(ScoreFilter):
     def step(self, ctx, step, pool_idx, target_idx):
         if self.cfg.online:
             return super().step(ctx, step, pool_idx, target_idx)
-        idx = self.train_set[self.fixed.next(ctx.train_batch_size if ctx.match_examples else ctx.batch_size)]
+        idx = self.train_set[self.fixed.next(ctx.examples.train)]
         pool, tgt = idx[idx >= 0], -1 - idx[idx < 0]
         x = torch.cat([ctx.pool.x[pool], ctx.target.x[tgt].to(ctx.pool.x.device)])
         y = torch.cat([ctx.pool.y[pool], ctx.target.y[tgt].to(ctx.pool.y.device)])

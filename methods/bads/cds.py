@@ -15,8 +15,8 @@ target distribution.
 
 **Online selection.**  Training draws pool batches and keeps the top fraction by ``s``
 (``methods/bads/score_filter.py``: ``L = ⌈B/β⌉`` scored, the top ``k`` kept; ``k`` =
-``runner.batch_size`` under ``runner.match_examples``, so every step trains on as many
-examples as every other method's).
+the runner's batch under equal compute (``ctx.examples``, the default), so every step trains
+on as many examples as every other method's).
 
 Knobs (derived from the problem, not fixed counts): the base model trains for
 ``base_epochs`` passes over the pool and the adaptation for ``adapt_epochs`` passes over
@@ -72,11 +72,11 @@ class CDS(ScoreFilter):
 
     def pool_scores(self, ctx: RunContext) -> Tensor:
         cfg = self.cfg
-        base_steps = epochs_to_steps(cfg.base_epochs, ctx.n_pool, ctx.train_batch_size or ctx.batch_size, ctx.steps)
+        base_steps = epochs_to_steps(cfg.base_epochs, ctx.n_pool, ctx.examples.train, ctx.steps)
         adapt_steps = epochs_to_steps(cfg.adapt_epochs, len(ctx.target), ctx.target_batch_size, ctx.steps)
         key = {"model": model_state_hash(ctx.model), "pool": data_fingerprint(ctx.pool.x, ctx.pool.y),
                "target": data_fingerprint(ctx.target.x, ctx.target.y), "steps": [base_steps, adapt_steps],
-               "batch": [ctx.train_batch_size or ctx.batch_size, ctx.target_batch_size],
+               "batch": [ctx.examples.train, ctx.target_batch_size],
                "optimizer": optimizer_key(ctx), "seed": ctx.seed}
 
         chunk = int(getattr(ctx.adapter, "eval_batch_size", 256))  # a pretrained LM's logits are large
@@ -85,7 +85,7 @@ class CDS(ScoreFilter):
             saved = snapshot(ctx.model)
             gen = torch.Generator().manual_seed(7919 * int(ctx.seed) + 3)
             try:
-                train_in_place(ctx, ctx.pool, base_steps, ctx.train_batch_size or ctx.batch_size, gen)
+                train_in_place(ctx, ctx.pool, base_steps, ctx.examples.train, gen)
                 base = score_pool(ctx, lambda x, y: ctx.adapter.per_example_loss(x, y), chunk)
                 train_in_place(ctx, ctx.target, adapt_steps, ctx.target_batch_size, gen)
                 adapted = score_pool(ctx, lambda x, y: ctx.adapter.per_example_loss(x, y), chunk)

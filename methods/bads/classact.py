@@ -80,7 +80,7 @@ class ClassAct(Selector):
             raise ConfigError(f"method.folds={folds} exceeds the pool size {n}")
         gen = torch.Generator().manual_seed(104_729 * int(ctx.seed) + 11)
         fold_of = torch.randperm(n, generator=gen) % folds
-        batch = ctx.train_batch_size or ctx.batch_size
+        batch = ctx.examples.train
         base = {"model": model_state_hash(ctx.model), "pool": data_fingerprint(ctx.pool.x, ctx.pool.y),
                 "folds": data_fingerprint(fold_of), "epochs": cfg.proxy_epochs,
                 "early": float(cfg.early_fraction), "batch": batch, "cap": ctx.steps, "optimizer": optimizer_key(ctx),

@@ -14,9 +14,10 @@ equal-compute counter is about the model that is evaluated).
 pool examples (own seeded cyclic sampler, so every example is seen once per ``N/L``
 steps), keeps the ``k`` with the highest score and takes one optimiser step on their
 plain mean loss. ``L = ⌈B/β⌉`` (capped by ``max_large_batch`` and the pool) for the
-runner's batch ``B``; under ``runner.match_examples`` (the default) ``k`` is exactly
-``runner.batch_size``, so the harness counts the same training examples per step as for
-every other method; otherwise ``k = round(β·L)``.
+runner's batch ``B``; under equal compute (``ctx.examples.matched``, the default) ``k`` is
+exactly ``B``, so the harness counts the same training examples per step as for every other
+method; otherwise ``k = round(β·L)`` (both: ``ctx.kept_count``, the one rule, in
+``methods/base.py``).
 
 ``pool_weights``: each example's probability of being kept when it is drawn, exactly
 (hypergeometric: at most ``k − 1`` of the other ``L − 1`` drawn examples outrank it),
@@ -25,15 +26,12 @@ form keeps the record's domain / clean shares comparable with the other reweight
 """
 from __future__ import annotations
 
-import math
-from typing import Optional
-
 import torch
 from torch import Tensor
 
 from selbench.core.errors import ConfigError
 from selbench.core.sampling import CyclicSampler
-from selbench.methods.base import Reweighter, RunContext, weighted_step
+from selbench.methods.base import Reweighter, RunContext, StepExamples, weighted_step
 
 
 def keep_probability(scores: Tensor, L: int, k: int) -> Tensor:
@@ -70,10 +68,8 @@ class ScoreFilter(Reweighter):
             raise ConfigError(f"method.max_large_batch={cap!r} must be ≥ 1")
         if lb is not None and not 1 <= lb <= cap:
             raise ConfigError(f"method.large_batch={lb!r} must be in [1, method.max_large_batch={cap}] (or null)")
-        rc = run_cfg.runner if run_cfg is not None else None
-        if lb is not None and rc is not None and rc.get("match_examples", False) and lb < int(rc.batch_size):
-            raise ConfigError(f"method.large_batch={lb} < the {int(rc.batch_size)} examples runner.match_examples "
-                              f"keeps per step (raise it, or set it to null)")
+        if run_cfg is not None:
+            StepExamples.of(run_cfg, ScoreFilter).check_large_batch(lb)
 
     def pool_scores(self, ctx: RunContext) -> Tensor:
         raise NotImplementedError
@@ -82,24 +78,10 @@ class ScoreFilter(Reweighter):
         super().setup(ctx, optimizer)
         with ctx.cost.phase("select"):  # the offline scoring is selection cost, as a selector's
             self.scores = self.pool_scores(ctx).double().cpu()
-        self.L, self.k = self.kept_count(ctx, self.cfg.large_batch, self.cfg.max_large_batch)
+        self.L, self.k = ctx.kept_count(self.cfg.large_batch, self.cfg.max_large_batch)
         self.weights = keep_probability(self.scores, self.L, self.k)
         self.weights = self.weights * len(self.weights) / self.weights.sum().clamp_min(1e-12)
         self.sampler = CyclicSampler(ctx.n_pool, ctx.generator)
-
-    @staticmethod
-    def kept_count(ctx, large_batch: Optional[int], cap: int) -> tuple[int, int]:
-        """``(L, k)``: the scored batch and how many of it the real step trains on."""
-        uncapped = large_batch if large_batch is not None else math.ceil(ctx.batch_size / max(ctx.budget, 1e-12))
-        L = int(max(1, min(uncapped, cap, ctx.n_pool)))
-        k = int(max(1, min(L, round(ctx.budget * L))))
-        if ctx.match_examples:
-            want = int(max(1, ctx.train_batch_size))
-            if L < want:
-                ctx.warn(f"the scored batch L={L} is smaller than the {want} examples runner.match_examples asks "
-                         f"for; every step trains on all {L} scored examples (no selection)")
-            k = min(L, want)
-        return L, k
 
     def step(self, ctx, step, pool_idx, target_idx):
         big = self.sampler.next(self.L)

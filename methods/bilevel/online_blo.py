@@ -4,7 +4,6 @@ baseline of the BADS paper; the shared lookahead machinery is in
 ``docs/methods/online_blo.md``."""
 from __future__ import annotations
 
-import math
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import Optional
@@ -15,7 +14,7 @@ from torch import Tensor
 from selbench.core.errors import ConfigError
 from selbench.core.modes import frozen_buffers
 from selbench.core.sampling import CyclicSampler
-from selbench.methods.base import MethodConfig, weighted_step
+from selbench.methods.base import MethodConfig, StepExamples, weighted_step
 from selbench.methods.bilevel.lookahead import (Choice, LookaheadReweighter, MetaGrad, check_range, effective_sample_fraction,
                                         one_step_lookahead, param_dtype, pool_batch, step_stats)
 from selbench.methods.common.embedding_scorer import EmbeddingScorer, ScorerFeatures
@@ -88,11 +87,12 @@ class OnlineBLO(LookaheadReweighter):
        examples (+ the target batch if ``include_target_in_step``).
 
     **Kept count.** ``k = round(β·L)`` with ``L = ⌈batch_size / β⌉`` (capped by
-    ``max_large_batch`` and the pool), so ``k ≈ batch_size``. Under
-    ``runner.match_examples`` (the default) ``k`` is ``runner.batch_size`` (minus the
+    ``max_large_batch`` and the pool), so ``k ≈ batch_size``. Under equal compute
+    (``ctx.examples.matched``, the default) ``k`` is the runner's batch (minus the
     target batch if ``include_target_in_step``), whatever the caps did to ``L``: every
     method trains on as many examples per step. When that changes ``k`` (a capped ``L``,
-    e.g. a small pool at a tiny β) the run says so through ``ctx.warn``.
+    e.g. a small pool at a tiny β) the run says so through ``ctx.warn``. One rule for every
+    batch filter: ``ctx.kept_count`` (``methods/base.py``).
 
     ``pool_weights``: ``N · softmax(s)`` over the whole pool (mean 1; same ranking as
     the top-k rule), embeddings in eval mode, chunked, forwards counted.
@@ -133,15 +133,8 @@ class OnlineBLO(LookaheadReweighter):
         if cfg.large_batch is not None and cfg.large_batch > cfg.max_large_batch:
             raise ConfigError(f"method.large_batch={cfg.large_batch} exceeds method.max_large_batch="
                               f"{cfg.max_large_batch} (raise the cap or lower large_batch)")
-        rc = run_cfg.runner if run_cfg is not None else None
-        if rc is not None and rc.get("match_examples", False):
-            extra = int(rc.target_batch_size) if cfg.include_target_in_step else 0
-            if int(rc.batch_size) - extra < 1:
-                raise ConfigError(f"method.include_target_in_step under runner.match_examples needs runner.batch_size "
-                                  f"({rc.batch_size}) > runner.target_batch_size ({rc.target_batch_size})")
-            if cfg.large_batch is not None and cfg.large_batch < int(rc.batch_size) - extra:
-                raise ConfigError(f"method.large_batch={cfg.large_batch} < the {int(rc.batch_size) - extra} examples "
-                                  f"runner.match_examples keeps per step (raise it, or set it to null)")
+        if run_cfg is not None:
+            StepExamples.of(run_cfg, cls).check_large_batch(cfg.large_batch, with_target=cfg.include_target_in_step)
 
     def setup(self, ctx, optimizer):
         super().setup(ctx, optimizer)
@@ -155,29 +148,9 @@ class OnlineBLO(LookaheadReweighter):
         self.scorer = EmbeddingScorer(ctx.adapter.embed_dim, ctx.num_classes, features, cfg.weight_hidden)
         self.scorer.to(ctx.device, param_dtype(ctx.model))
         self.w_opt = torch.optim.Adam(self.scorer.parameters(), lr=cfg.weight_lr, weight_decay=cfg.weight_weight_decay)
-        self.L, self.k = self.kept_count(ctx)
+        self.L, self.k = ctx.kept_count(cfg.large_batch, cfg.max_large_batch, with_target=cfg.include_target_in_step)
         self.sampler = CyclicSampler(ctx.n_pool, ctx.generator)
         self.emb_cache = None  # [N, d] pool embeddings (score_features=cached), filled on the first step
-
-    def kept_count(self, ctx) -> tuple[int, int]:
-        """``(L, k)``: the scored batch and how many of it the real step trains on (class docstring)."""
-        cfg = self.cfg
-        uncapped = cfg.large_batch if cfg.large_batch is not None else math.ceil(ctx.batch_size / max(ctx.budget, 1e-12))
-        L = int(max(1, min(uncapped, cfg.max_large_batch, ctx.n_pool)))
-        k = int(max(1, min(L, round(ctx.budget * L))))
-        if not ctx.match_examples:
-            return L, k
-        extra = ctx.target_batch_size if cfg.include_target_in_step else 0
-        want = int(max(1, ctx.train_batch_size - extra))
-        k_matched = min(L, want)
-        if k_matched < want:
-            ctx.warn(f"blo: the scored batch L={L} is smaller than the {want} pool examples runner.match_examples "
-                     f"asks for; every step trains on all {L} scored examples (no selection)")
-        elif k_matched != k and (cfg.large_batch is not None or L < uncapped):  # else k ≈ batch_size anyway
-            ctx.warn(f"blo: runner.match_examples keeps k={k_matched} of each scored batch of L={L} "
-                     f"(k/L={k_matched / L:.3g}) instead of round(β·L)={k} (β={ctx.budget:g}); "
-                     f"runner.match_examples=false keeps the paper's {k}")
-        return L, k_matched
 
     def _embed(self, ctx, x) -> Tensor:
         # scoring is not training: in train mode the embedding pass would otherwise fold

@@ -1,5 +1,6 @@
 """``make_context``: the one place a ``RunContext`` is built (the job, the benchmark and
-the tests all call it), including how ``runner.match_examples`` splits the batch.
+the tests all call it), including how ``runner.match_examples`` splits the batch
+(``ctx.examples``: ``methods.base.StepExamples``, resolved once).
 
 **Equal examples per step.**  A step's *training examples* are the examples whose loss
 enters the real parameter update.  A selector trains on ``runner.batch_size`` of its set.
@@ -18,22 +19,10 @@ import torch
 from omegaconf import DictConfig
 
 from selbench.core.cache import ArtifactCache
-from selbench.core.errors import ConfigError
 from selbench.core.data import Scenario, Split
-from selbench.methods.base import RunContext
+from selbench.methods.base import RunContext, StepExamples
 from selbench.runners.run.loop import make_optimizer
 from selbench.runners.run.text_services import text_services
-
-
-def matched_batches(batch_size: int, target_batch_size: int, target_in_update: bool, match: bool) -> tuple[int, int]:
-    """(pool batch, target batch) a method draws per step (see the module docstring)."""
-    if not (match and target_in_update):
-        return batch_size, target_batch_size
-    if batch_size < 2:
-        raise ConfigError(f"runner.batch_size={batch_size} cannot hold a pool and a target example "
-                          f"under runner.match_examples=true")
-    pool = min(batch_size - 1, max(1, round(batch_size * batch_size / (batch_size + target_batch_size))))
-    return pool, batch_size - pool
 
 
 def _on_device(rc, device: torch.device, method_cls=None) -> bool:
@@ -54,9 +43,6 @@ def make_context(cfg: DictConfig, scenario: Scenario, adapter, cost, *, method_c
                  generator: torch.Generator | None = None, log: Callable[[int, dict], None] | None = None,
                  warn: Callable[[str], None] | None = None) -> RunContext:
     rc = cfg.runner
-    target_in_update = bool(getattr(method_cls, "target_in_update", False))
-    match = bool(rc.get("match_examples", False))
-    pool_b, target_b = matched_batches(int(rc.batch_size), int(rc.target_batch_size), target_in_update, match)
     pool, target = scenario.pool, scenario.target
     if _on_device(rc, adapter.device, method_cls):  # batches are then indexed where the model lives: no copy per step
         pool, target = (Split(s.x.to(adapter.device), s.y.to(adapter.device)) for s in (pool, target))
@@ -68,11 +54,13 @@ def make_context(cfg: DictConfig, scenario: Scenario, adapter, cost, *, method_c
         adapter=adapter, budget=float(cfg.budget.fraction), seed=int(cfg.seed),
         generator=generator if generator is not None else torch.Generator().manual_seed(int(cfg.seed)),
         device=adapter.device, cost=cost, steps=int(steps if steps is not None else rc.steps),
-        batch_size=pool_b, target_batch_size=target_b, match_examples=match, train_batch_size=int(rc.batch_size),
+        examples=StepExamples.of(cfg, method_cls),
         data_on_device=_on_device(rc, adapter.device),
         make_optimizer=lambda params, ocfg=None: make_optimizer(params, ocfg or rc.optimizer),
         log=log or (lambda step, d: None), warn=warn or (lambda msg: None), cache=ArtifactCache(cfg.get("cache_dir"), cost=cost),
         # text methods that read the examples as text (ifd, selectit, semdedup, askllm …) decode token ids with it
-        extra={"tokenizer": scenario.tokenizer, **text_services(scenario)}
-        if getattr(scenario, "tokenizer", None) is not None else {},
+        # pool_index: the dataset's own index of each pool example (method=from_selection reads selections in it)
+        extra={"pool_index": scenario.pool_index,
+               **({"tokenizer": scenario.tokenizer, **text_services(scenario)}
+                  if getattr(scenario, "tokenizer", None) is not None else {})},
     )
