@@ -114,6 +114,12 @@ def _bads() -> list[Claim]:
                 "exceed 90%", "bads/mnist_balance", m, bound=90.0, direction=">" if m in ("bads", "blo") else "<",
                 where=(("scenario.target_per_class", 5),), source=src, setting_why=WHY_BALANCE.format(t=5))
           for m in ("bads", "blo", "target_only")),
+        Claim("bads-denoise50-best", BADS, "Denoising at 50% noise: BADS is best by a noticeable margin",
+              "bads/denoise", "bads", ("blo", "l2rw", "mwnet", *NON_DPS), where=mem50, source=src,
+              mechanism="erm_memorises", setting_why=why50),
+        Claim("bads-weights-auc", BADS, "BADS weights separate clean from noisy pool examples (clean up-weighted)",
+              "bads/denoise", "bads", metric="q.auc_clean_vs_corrupted", bound=0.5, where=mem50,
+              source="METHODS.md §1 (weights)", setting_why=why50 + "; the pool's noise labels are the ground truth"),
         Claim("bads-denoise80-blo@bads/denoise_cifar10", BADS, "Denoising at 80% symmetric noise: BADS beats BLO by "
               "~15 points", "bads/denoise_cifar10", "bads", ("blo",), where=(("scenario.noise.rate", 0.8),),
               source=src, mechanism="erm_memorises",
@@ -128,12 +134,6 @@ def _bads() -> list[Claim]:
         Claim("bads-denoise80-nondps@bads/denoise", BADS, "Denoising at 80% symmetric noise: BADS beats the non-DPS "
               "baselines by ~20 points", "bads/denoise", "bads", NON_DPS, where=mem80, source=src,
               mechanism="erm_memorises", setting_why=why80, note="Fashion-MNIST + LeNet5 stand-in for CIFAR-10"),
-        Claim("bads-denoise50-best", BADS, "Denoising at 50% noise: BADS is best by a noticeable margin",
-              "bads/denoise", "bads", ("blo", "l2rw", "mwnet", *NON_DPS), where=mem50, source=src,
-              mechanism="erm_memorises", setting_why=why50),
-        Claim("bads-weights-auc", BADS, "BADS weights separate clean from noisy pool examples (clean up-weighted)",
-              "bads/denoise", "bads", metric="q.auc_clean_vs_corrupted", bound=0.5, where=mem50,
-              source="METHODS.md §1 (weights)", setting_why=why50 + "; the pool's noise labels are the ground truth"),
         Claim("bads-nlg-bleu", BADS, "NLG (WebNLG): BADS +2 BLEU over the runner-up Duplicate_Meta", "bads/nlg_domains",
               "bads", ("duplicate_target",), metric="test_bleu", source=src, setting_why=WHY_TEXT_DOMAINS),
         Claim("bads-nlg-loss", BADS, "NLG: BADS beats Duplicate_Meta and the rest (here: target-domain test loss, "
