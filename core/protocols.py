@@ -1,8 +1,10 @@
 """The contracts methods are written against (structural types; nothing to inherit).
 
 A method sees the task only through a :class:`TaskAdapter` and reports what it spent
-through a :class:`Cost`.  The runner's ``VisionAdapter`` / ``LanguageAdapter`` and
-``core.cost.CostTracker`` satisfy them; a test double only has to have these members.
+through a :class:`Cost`: ``methods.base.RunContext`` types its ``adapter`` and ``cost`` with
+them.  The runner's ``VisionAdapter`` / ``LanguageAdapter`` (on ``runners.tasks.base.AdapterBase``)
+and ``core.cost.CostTracker`` satisfy them (``tests/test_architecture.py`` checks it); a test
+double only has to have these members.
 """
 from __future__ import annotations
 
@@ -19,8 +21,9 @@ from selbench.core.data import Split
 class Cost(Protocol):
     """Counts examples through the model and times named phases."""
 
-    def count(self, forward: int = 0, backward: int = 0) -> None:
-        """``forward``: examples pushed through the model; ``backward``: examples whose loss was back-propagated."""
+    def count(self, forward: int = 0, backward: int = 0, train: int = 0) -> None:
+        """``forward``: examples pushed through the model; ``backward``: examples whose loss was back-propagated;
+        ``train``: examples whose loss entered the real update of the evaluated model (equal compute)."""
 
     def phase(self, name: str) -> AbstractContextManager:
         """Wall time and peak memory of the block go to phase ``name``."""

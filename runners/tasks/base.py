@@ -1,8 +1,8 @@
 """What every task adapter shares: the model, its device, forward-pass accounting,
 the generic parameter subsets and the per-example gradient driver.
 
-The contract methods are written against is ``core.protocols.TaskAdapter``; the
-vision and language adapters implement it on top of this base.
+The contract methods are written against is ``core.protocols.TaskAdapter`` (the one
+definition); the vision and language adapters implement it on top of this base.
 """
 from __future__ import annotations
 
@@ -26,7 +26,9 @@ class EmbeddingCapture:
     value: Tensor | None = None
 
 
-class TaskAdapter:
+class AdapterBase:
+    """The shared implementation behind ``core.protocols.TaskAdapter`` (not a second contract)."""
+
     modality = ""
     has_class_labels = False
     #: subsets beyond all / last:<k> that this task offers (name → description, for the error message)

@@ -1,7 +1,8 @@
 """The language task: text scenarios, language models and ``LanguageAdapter``.
 
-``LanguageAdapter`` offers exactly the interface of ``VisionAdapter`` (see
-``runners/adapter.py``), so every method runs on text unchanged:
+``LanguageAdapter`` offers exactly the interface of ``VisionAdapter`` (the contract is
+``core.protocols.TaskAdapter``; the shared part is ``runners/tasks/base.py``), so every method
+runs on text unchanged:
 
 - ``per_example_loss(x, y, params=None)`` → ``[B]`` mean token NLL over the positions
   whose target is not ``-100`` (the response / continuation / every token of a chunk);
@@ -41,7 +42,7 @@ from selbench.datasets.text.examples import IGNORE
 from selbench.datasets.text.scenarios import build_text_scenario
 from selbench.datasets.text.tokenizer import build_tokenizer
 from selbench.core.modes import eval_mode, stochastic
-from selbench.runners.tasks.base import TaskAdapter
+from selbench.runners.tasks.base import AdapterBase
 from selbench.core.cost import CostTracker
 from selbench.core.errors import ConfigError
 from selbench.runners.models.language import REQUIRED_TOKENIZER, build_lm
@@ -137,7 +138,7 @@ def masked_mean_nll(logits: Tensor, y: Tensor) -> Tensor:
     return (token_nll(logits, y) * mask).sum(-1) / mask.sum(-1).clamp_min(1)
 
 
-class LanguageAdapter(TaskAdapter):
+class LanguageAdapter(AdapterBase):
     modality = "language"
 
     def __init__(self, model: nn.Module, vocab_size: int, cost: CostTracker, device: torch.device, pad_id: int = 0,

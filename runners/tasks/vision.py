@@ -27,7 +27,7 @@ from selbench.core.data import Split
 from selbench.core.modes import eval_mode
 from selbench.datasets.scenarios import build_scenario as _build_image_scenario
 from selbench.runners.models.vision import build_model
-from selbench.runners.tasks.base import TaskAdapter
+from selbench.runners.tasks.base import AdapterBase
 from selbench.runners.tasks.metrics import classification_metrics
 
 MODALITY = "vision"
@@ -60,7 +60,7 @@ def build_adapter(cfg, scenario, cost, device: torch.device) -> "VisionAdapter":
     return VisionAdapter(model, scenario.num_classes, cost, device, eval_batch_size=int(cfg.runner.eval_batch_size))
 
 
-class VisionAdapter(TaskAdapter):
+class VisionAdapter(AdapterBase):
     modality = "vision"
     has_class_labels = True
     SUBSETS = ("head",)
