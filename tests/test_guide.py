@@ -1,7 +1,9 @@
 """docs/adding_a_method.md, followed literally: its code blocks marked ``file=…`` are copied into an
-empty folder, loaded as a plugin (SELBENCH_PLUGINS + a Hydra search-path plugin), and the real
-``selbench`` and ``selbench-report`` commands run the guide's preset with the guide's method —
-no runner, no repository config touched."""
+empty folder (the plugin folder), and the page's own commands run from there with the set-up the
+page states (``setup.sh``: PYTHONPATH and SELBENCH_PLUGINS; selbench's environment active, i.e. its
+``bin/`` on PATH) — no runner, no repository config, no analysis module touched, and no
+environment the page does not give.  The method runs through its preset, the report ranks it,
+and the claim the plugin registers is judged in the claims table."""
 from __future__ import annotations
 
 import json
@@ -14,47 +16,65 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conftest import REPO, selbench
+from conftest import REPO
 
 GUIDE = REPO / "docs" / "adding_a_method.md"
 BLOCK = re.compile(r"^```(\w+) file=(\S+)\n(.*?)^```", re.S | re.M)
+BIN = Path(sys.executable).parent
 
 
 def _blocks() -> dict[str, str]:
     return {path: body for _, path, body in BLOCK.findall(GUIDE.read_text())}
 
 
+def _guide_line(needle: str) -> str:
+    """The one command line of the page containing ``needle`` (comment dropped)."""
+    (line,) = [ln for ln in GUIDE.read_text().splitlines() if ln.startswith("selbench") and needle in ln]
+    return line.split("  #")[0].strip()
+
+
+def _shell(script: str, cwd: Path, timeout: int = 600) -> subprocess.CompletedProcess:
+    """``script`` in bash from ``cwd`` with selbench's environment active (its bin/ first on PATH) and
+    nothing else: no PYTHONPATH, no SELBENCH_PLUGINS unless the page's set-up exports them."""
+    env = {k: v for k, v in os.environ.items() if k not in ("PYTHONPATH", "SELBENCH_PLUGINS")}
+    env["PATH"] = f"{BIN}{os.pathsep}{env.get('PATH', '')}"
+    return subprocess.run(["bash", "-c", script], cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
+
+
 def test_the_guide_names_its_files():
     files = _blocks()
-    assert {"small_loss.py", "hydra_plugins/small_loss_searchpath.py",
+    assert {"small_loss.py", "small_loss_claims.py", "setup.sh", "try.sh", "hydra_plugins/small_loss_searchpath.py",
             "small_loss_conf/experiment/small_loss/digits_noise.yaml",
             "small_loss_conf/method_preset/small_loss/digits_noise/small_loss.yaml"} <= set(files)
-    assert not (REPO / "methods" / "small_loss.py").exists()  # the worked example is not a built-in
+    assert not list((REPO / "methods").rglob("small_loss.py"))  # the worked example is not a built-in
+    text = GUIDE.read_text()  # the import paths it gives are the real ones
+    for line in re.findall(r"^from selbench\.\S+ import .+$", text, re.M):
+        exec(line, {})
 
 
 @pytest.fixture(scope="module")
-def plugin_run(tmp_path_factory):
-    root = tmp_path_factory.mktemp("guide")
-    plugin = root / "plugin"
+def plugin(tmp_path_factory):
+    folder = tmp_path_factory.mktemp("guide") / "my_plugin"
     for rel, body in _blocks().items():
-        (plugin / rel).parent.mkdir(parents=True, exist_ok=True)
-        (plugin / rel).write_text(body)
-    env = {"SELBENCH_PLUGINS": "small_loss",
-           "PYTHONPATH": os.pathsep.join([str(plugin), *filter(None, [os.environ.get("PYTHONPATH")])])}
-    results = root / "results"
-    run = selbench("experiment=small_loss/digits_noise", "scale=debug", "seed=0,1", "runner.threads=1",
-                   "progress=false", f"results_dir={results}", cwd=root, env=env, timeout=600)
-    return {"root": root, "env": env, "results": results, "run": run}
+        (folder / rel).parent.mkdir(parents=True, exist_ok=True)
+        (folder / rel).write_text(body)
+    run = _shell("bash try.sh", folder)
+    return {"folder": folder, "run": run, "results": folder / "results" / "small_loss"}
 
 
-def test_the_guide_method_runs_as_a_plugin_through_its_preset(plugin_run):
-    run = plugin_run["run"]
-    assert run.returncode == 0, run.stderr[-3000:]
-    recs = [json.loads(p.read_text()) for p in plugin_run["results"].rglob("record.json")]
+def test_without_the_set_up_the_plugin_is_not_found(plugin):
+    out = _shell(_guide_line("warmup_steps=20") + " scale=debug results_dir=nowhere", plugin["folder"], timeout=300)
+    assert out.returncode == 2 and "unknown method 'small_loss'" in out.stderr, out.stderr[-2000:]
+
+
+def test_the_guide_method_runs_as_a_plugin_through_its_preset(plugin):
+    run = plugin["run"]
+    assert run.returncode == 0, (run.stdout[-2000:], run.stderr[-3000:])
+    recs = [json.loads(p.read_text()) for p in plugin["results"].rglob("record.json")]
     by = {}
     for r in recs:
         by.setdefault(r["method"], []).append(r)
-    assert sorted(by) == ["erm", "random", "small_loss"] and all(len(v) == 2 for v in by.values())
+    assert sorted(by) == ["erm", "random", "small_loss"] and all(len(v) == 3 for v in by.values())
     for r in by["small_loss"]:
         assert r["status"] == "ok" and r["experiment"] == "small_loss/digits_noise"
         assert r["config"]["method"]["warmup_steps"] == 30  # the method preset, found via the search path
@@ -72,34 +92,25 @@ def test_the_guide_method_runs_as_a_plugin_through_its_preset(plugin_run):
     assert per_step["small_loss"] == per_step["random"]
 
 
-def test_check_config_refuses_before_launch(plugin_run):
-    from conftest import TINY
-
-    out = selbench("method=small_loss", "method.warmup_steps=-1", *TINY, f"results_dir={plugin_run['root'] / 'bad'}",
-                   cwd=plugin_run["root"], env=plugin_run["env"])
+def test_check_config_refuses_before_launch(plugin):
+    line = _guide_line("warmup_steps=-1")
+    out = _shell(f"source setup.sh && {line} results_dir=bad", plugin["folder"], timeout=300)
     assert out.returncode == 2 and "must be ≥ 0" in out.stderr, out.stderr[-2000:]
-    assert not (plugin_run["root"] / "bad").exists() or not list((plugin_run["root"] / "bad").rglob("record.json"))
+    assert not list((plugin["folder"] / "bad").rglob("record.json"))
 
 
-def test_the_report_and_the_claims_table_show_the_method(plugin_run):
-    from selbench.analysis.claims import judge
-    from selbench.analysis.claims_registry import Claim
-    from selbench.analysis.records import load_runs
-
-    rep = plugin_run["root"] / "rep"
-    exe = Path(sys.executable).parent / "selbench-report"
-    out = subprocess.run([str(exe), str(plugin_run["results"]), "--out", str(rep), "--no-figures"],
-                         capture_output=True, text=True, timeout=300, env={**os.environ, **plugin_run["env"]})
-    assert out.returncode == 0, out.stderr[-2000:]
-    assert "small_loss" in out.stdout  # the wide table printed
+def test_the_report_and_the_plugins_own_claim_show_the_method(plugin):
+    assert plugin["run"].returncode == 0, plugin["run"].stderr[-3000:]
+    rep = plugin["results"] / "report"
+    assert "small_loss" in plugin["run"].stdout  # the wide table printed
     table = pd.read_csv(rep / "tables" / "comparison.csv").set_index("method")
     row = table.loc["small_loss"]
-    assert row.seeds == 2 and row.paired_baseline == "erm" and row.paired_seeds == 2
+    assert row.seeds == 3 and row.paired_baseline == "erm" and row.paired_seeds == 3
     assert row["rank"] in (1, 2) and not pd.isna(row.delta_vs_random)
     assert "small_loss" in (rep / "tables" / "comparison.md").read_text()
-    # the guide's claim snippet, judged from these records
-    (snippet,) = [b for b in re.findall(r"```python\n(.*?)```", GUIDE.read_text(), re.S) if "Claim(" in b]
-    claim = eval(snippet.strip(), {"Claim": Claim})
-    verdict = judge(load_runs([plugin_run["results"]]).df, [claim]).iloc[0]
-    assert verdict.paired_seeds == 2 and verdict.versus == "random"
-    assert verdict.verdict in ("holds", "does not hold")
+    # the claim the plugin registered (small_loss_claims.py), judged beside the built-in ones
+    claims = pd.read_csv(plugin["results"] / "claims" / "claims.csv").set_index("id")
+    mine = claims.loc["small-loss-random"]
+    assert mine.paired_seeds == 3 and mine.versus == "random" and mine.verdict in ("holds", "does not hold")
+    assert mine.setting_why.startswith("40% symmetric noise")
+    assert "bads-weights-auc" in claims.index  # the registry's own claims are still there
