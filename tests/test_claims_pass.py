@@ -89,3 +89,21 @@ def test_patterns_select_and_order_the_presets_and_a_failure_is_reported(tmp_pat
     exps = [a[1] for a in _launched(tmp_path)]
     assert exps == ["experiment=spice/digits_noise", "experiment=bads/mnist_balance", "experiment=bads/mnist_balance"]
     assert "some runs failed" in out.stderr and "too few seeds" in out.stdout  # 1 seed: never a verdict
+
+
+def test_the_claims_doc_says_what_ran_how_long_and_what_was_not_reached(tmp_path):
+    from selbench.analysis.claims_doc import write_doc
+
+    out = _pass(tmp_path, PRESETS="spice/digits*", SEEDS="0,1,2")
+    assert out.returncode == 0, out.stderr[-2000:]
+    text = write_doc(tmp_path / "results", tmp_path / "claims.md", "make claims PRESETS=spice/digits*",
+                     stopped="the pass was stopped at the deadline")
+    assert (tmp_path / "claims.md").read_text() == text
+    assert "Produced by `make claims PRESETS=spice/digits*` (scale=small, seeds 0,1,2" in text
+    table = [ln for ln in text.splitlines() if ln.startswith("| `experiment=")]
+    assert len(table) == len(rows("0,1,2"))
+    (spice,) = [ln for ln in table if "spice/digits_noise" in ln]
+    assert spice.endswith("| ok |") and "| 18 |" in spice
+    assert sum("not reached: the pass was stopped at the deadline" in ln for ln in table) == \
+        sum(1 for r in rows("0,1,2") if not r["skip"] and r["preset"] != "spice/digits_noise")
+    assert "| verdict (final) |" in text and "spice-random@spice/digits_noise" not in text  # ids live in the CSV
