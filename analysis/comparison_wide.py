@@ -41,6 +41,8 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
             .reindex(index=methods, columns=columns)
 
     mean, std, seeds, rank = pivot(f"{metric}_mean"), pivot(f"{metric}_std"), pivot("seeds"), pivot("_rank")
+    bv_col = f"{metric}_best_val_mean"
+    best_val = pivot(bv_col) if bv_col in d.columns else mean * np.nan
     has_pair = "paired_delta" in d.columns
     if has_pair:
         d = d.assign(_pair=[_delta_cell(r) for _, r in d.iterrows()])
@@ -54,6 +56,8 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
     for m in methods:
         for c in columns:
             s = pm(mean.at[m, c], std.at[m, c])
+            if s != NA and not pd.isna(best_val.at[m, c]):
+                s += f" (best val {best_val.at[m, c]:.2f})"
             n = seeds.at[m, c]
             if not uniform and s != NA:
                 s += f" (n={int(n)})"
@@ -77,7 +81,8 @@ def comparison_wide(long: Table, metric: str = "test_accuracy") -> Table:
         data[f"{c} rank"] = rank[c]
     data["avg_rank"] = avg_rank
     data = data.reset_index().rename(columns={"index": "method"})
-    notes = [f"{metric_label(metric)}, mean ± sample std over seeds"
+    notes = [f"{metric_label(metric)} at the end of training, mean ± sample std over seeds (in brackets: the mean "
+             "test metric at each run's best validation step, where recorded)"
              + (f" ({_n_seeds(int(seeds.stack().dropna().iloc[0]))} per cell)" if uniform and seeds.notna().any().any() else "")
              + "; best per column in bold and avg rank (1 = best) over the columns where ≥ 2 hard-budget methods ran: "
                "only methods that keep exactly the column's budget of the pool are ranked."]

@@ -58,6 +58,10 @@ def test_tables_and_summary_show_best_val_beside_final_labelled(tmp_path):
     assert text.loc["erm", "accuracy (%) final"] == "51.00 ± 1.00"
     assert text.loc["erm", "accuracy (%) at best val"] == "71.00 ± 1.00"
     assert any("at best val" in n and "validation only" in n for n in t.notes)
+    from selbench.analysis.comparison_wide import comparison_wide
+
+    wide = comparison_wide(t).text.set_index("method")
+    assert wide.loc["erm"].iloc[0].startswith("51.00 ± 1.00 (best val 71.00)")
     summ = summary_table(load_records([new])).set_index("method")
     assert summ.loc["mwnet", "accuracy (%) final"] == "61.00 ± 1.00"
     assert summ.loc["mwnet", "accuracy (%) at best val"] == "67.00 ± 1.00"
