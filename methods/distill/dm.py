@@ -30,16 +30,17 @@ from selbench.methods.registry import register_method
 
 def dm_distill(ctx: RunContext, syn: Tensor, syn_y: Tensor, *, iters: int, lr_img: float, batch_real: int,
                width: int, depth: int, transform: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
-               extra_params: list | None = None, lr_extra: float = 0.05,
-               on_step: Callable[[int, dict], None] | None = None) -> Tensor:
+               extra_params: list | None = None, lr_extra: float = 0.05, wd_extra: float = 0.0,
+               class_mean: bool = False, on_step: Callable[[int, dict], None] | None = None) -> Tensor:
     """Optimise ``syn`` (a leaf tensor) by distribution matching; returns it detached.
 
     ``transform(syn) -> (image used for matching, extra loss)``; ``extra_params`` (e.g. a palette
-    net) are optimised jointly with lr ``lr_extra``."""
+    net) are optimised jointly with lr ``lr_extra`` and weight decay ``wd_extra``.  ``class_mean``
+    divides the loss by the number of classes (AutoPalette's ``dm_quant.py``); DM's own code sums."""
     syn = syn.detach().to(ctx.device).requires_grad_(True)
     groups = [{"params": [syn], "lr": lr_img}]
     if extra_params:
-        groups.append({"params": list(extra_params), "lr": lr_extra})
+        groups.append({"params": list(extra_params), "lr": lr_extra, "weight_decay": wd_extra})
     opt = torch.optim.SGD(groups, momentum=0.5)
     per_class = class_indices(ctx)
     classes = [c for c in range(ctx.num_classes) if len(per_class[c]) and bool((syn_y == c).any())]
@@ -56,6 +57,8 @@ def dm_distill(ctx: RunContext, syn: Tensor, syn_y: Tensor, *, iters: int, lr_im
         emb_real = net(real).view(len(classes), batch_real, -1).mean(1)
         emb_syn = net(img)
         loss_dm = sum(((emb_real[k] - emb_syn[syn_y == c].mean(0)) ** 2).sum() for k, c in enumerate(classes))
+        if class_mean:
+            loss_dm = loss_dm / ctx.num_classes
         loss = loss_dm + extra
         opt.zero_grad(set_to_none=True)
         loss.backward()

@@ -94,7 +94,7 @@ def expert_trajectories(ctx: RunContext, k: MTTKnobs) -> list[list[list[Tensor]]
 
 def mtt_distill(ctx: RunContext, syn: Tensor, syn_y: Tensor, *, iters: int, lr_img: float, knobs: MTTKnobs,
                 transform: Callable[[Tensor], tuple[Tensor, Tensor]] | None = None,
-                extra_params: list | None = None, lr_extra: float = 0.05,
+                extra_params: list | None = None, lr_extra: float = 0.05, wd_extra: float = 0.0,
                 on_step: Callable[[int, dict], None] | None = None) -> Tensor:
     """Optimise ``syn`` by trajectory matching; returns it detached.  Same contract as ``dm_distill``:
     ``on_step`` gets the matching loss under ``"dm_loss"`` so callers work with either base."""
@@ -107,7 +107,7 @@ def mtt_distill(ctx: RunContext, syn: Tensor, syn_y: Tensor, *, iters: int, lr_i
     log_lr = torch.tensor(float(k.lr_teacher), device=ctx.device).log().requires_grad_(True)
     groups = [{"params": [syn], "lr": lr_img}, {"params": [log_lr], "lr": float(k.lr_lr)}]
     if extra_params:
-        groups.append({"params": list(extra_params), "lr": lr_extra})
+        groups.append({"params": list(extra_params), "lr": lr_extra, "weight_decay": wd_extra})
     opt = torch.optim.SGD(groups, momentum=0.5)
     # α is learned in log space so that it stays positive; the paper learns α directly and clamps nothing.
     n_batch = len(syn) if int(k.batch_syn) <= 0 else min(int(k.batch_syn), len(syn))
@@ -117,10 +117,10 @@ def mtt_distill(ctx: RunContext, syn: Tensor, syn_y: Tensor, *, iters: int, lr_i
         start = [p.to(ctx.device) for p in e[s]]
         target = [p.to(ctx.device) for p in e[s + int(k.expert_epochs)]]
         img, extra = transform(syn) if transform is not None else (syn, torch.zeros((), device=ctx.device))
-        batches = [torch.randperm(len(img), generator=ctx.generator)[:n_batch].to(ctx.device)
-                   for _ in range(int(k.syn_steps))]
+        batches = [b.to(ctx.device) for b in student_batches(len(img), n_batch, int(k.syn_steps), ctx.generator)]
         loss_mtt = matching_loss(net, img, syn_y, start, target, log_lr.exp(), batches)
-        ctx.cost.count(forward=n_batch * len(batches), backward=n_batch * len(batches))
+        n_seen = sum(len(b) for b in batches)
+        ctx.cost.count(forward=n_seen, backward=n_seen)
         opt.zero_grad(set_to_none=True)
         (loss_mtt + extra).backward()
         opt.step()
@@ -128,6 +128,18 @@ def mtt_distill(ctx: RunContext, syn: Tensor, syn_y: Tensor, *, iters: int, lr_i
             on_step(it, {"dm_loss": float(loss_mtt.detach()), "extra_loss": float(extra.detach()),
                          "syn_lr": float(log_lr.detach().exp())})
     return syn.detach()
+
+
+def student_batches(n: int, batch: int, steps: int, generator: torch.Generator) -> list[Tensor]:
+    """The authors' batch order: a permutation of the synthetic set split into chunks of ``batch``,
+    taken from the last chunk first; a fresh permutation when the chunks run out (epochs over the set)."""
+    out: list[Tensor] = []
+    chunks: list[Tensor] = []
+    for _ in range(steps):
+        if not chunks:
+            chunks = list(torch.split(torch.randperm(n, generator=generator), batch))
+        out.append(chunks.pop())
+    return out
 
 
 def matching_loss(net, img: Tensor, y: Tensor, start: list[Tensor], target: list[Tensor], lr: Tensor,
