@@ -57,7 +57,7 @@ def make_context(cfg: DictConfig, scenario: Scenario, adapter, cost, *, method_c
         examples=StepExamples.of(cfg, method_cls),
         data_on_device=_on_device(rc, adapter.device),
         make_optimizer=lambda params, ocfg=None: make_optimizer(params, ocfg or rc.optimizer),
-        log=log or (lambda step, d: None), warn=warn or (lambda msg: None), cache=ArtifactCache(cfg.get("cache_dir")),
+        log=log or (lambda step, d: None), warn=warn or (lambda msg: None), cache=ArtifactCache(cfg.get("cache_dir"), cost=cost),
         # text methods that read the examples as text (ifd, selectit, semdedup, askllm …) decode token ids with it
         extra={"tokenizer": scenario.tokenizer, **text_services(scenario)}
         if getattr(scenario, "tokenizer", None) is not None else {},
