@@ -35,12 +35,16 @@ def test_hard_quantised_images_have_at_most_k_colours(k):
     assert idx.max() < k and pal.shape == (k, 3)
 
 
-def test_autopalette_stores_at_most_k_colours_per_image_in_a_run(tmp_path):
-    rec = run_job(compose_cfg(FAST + ["method=autopalette", "method.colours=4", "method.iterations=5",
-                                      "method.init_embed_steps=5", "runner.checkpoint_every=0"], tmp_path))
+def test_autopalette_stores_at_most_k_colours_per_image_in_a_run_capped_under_scale_debug(tmp_path):
+    cfg = compose_cfg(FAST + ["method=autopalette", "method.colours=4", "method.iterations=50",
+                              "method.init_embed_steps=5", "runner.checkpoint_every=0", "scale=debug"], tmp_path)
+    cap = int(cfg.scale.max_synth_iterations)
+    assert cap < 50
+    rec = run_job(cfg)
     assert rec["status"] == "ok", rec.get("reason")
     sel = rec["selection"]
     assert sel["colours"] == 4 and 1 <= sel["colours_used_min"] and sel["colours_used_mean"] <= 4
+    assert sel["iterations"] == cap  # scale=debug caps a synthesizer's own iterations (seconds per run)
 
 
 def test_byte_count_is_the_sum_of_its_parts_and_budgets_are_equal():

@@ -50,9 +50,11 @@ class BudgetedSynthesizer(Synthesizer):
 
 
 def iterations(ctx: RunContext, wanted: int) -> int:
-    """A synthesizer's optimisation steps, under the same ``scale.max_steps`` cap as training."""
-    cap = ctx.extra.get("max_steps")
-    return int(wanted) if cap is None else max(1, min(int(wanted), int(cap)))
+    """A synthesizer's optimisation steps, under the same ``scale.max_steps`` cap as training and the
+    scale's ``max_synth_iterations`` (``scale=debug``: one synthesizer iteration costs what hundreds of
+    training steps do, so the training cap alone leaves a debug run at minutes)."""
+    caps = [int(c) for c in (ctx.extra.get("max_steps"), ctx.extra.get("max_synth_iterations")) if c is not None]
+    return max(1, min([int(wanted), *caps]))
 
 
 def class_indices(ctx: RunContext) -> list[Tensor]:
