@@ -210,6 +210,17 @@ def _best_val(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget, riva
             "best_val_verdict": verdict}
 
 
+def _none_ok(c: Claim, failed: pd.DataFrame) -> dict:
+    """The row of a claim whose method has no ok run in the preset: it does not hold when every run
+    failed (a method that diverges on its defaults), not measured when none was run."""
+    mine = failed[failed["method"] == c.method] if len(failed) else failed
+    if mine.empty:
+        return {"verdict": UNMEASURED, "why": f"no {c.method} runs in preset {c.preset}"}
+    reason = str(mine["reason"].dropna().iloc[0]) if mine["reason"].notna().any() else "no reason recorded"
+    return {"verdict": FAILS, "why": f"every {c.method} run failed ({len(mine)} of {len(mine)})",
+            "diagnosis": f"implementation: all {len(mine)} {c.method} runs failed ({reason[:160]})"}
+
+
 def _unpaired(p: Paired) -> str:
     return f"; {p.n} seeds paired, {p.unpaired} unpaired left out" if p.unpaired else ""
 
@@ -272,7 +283,7 @@ def judge(df: pd.DataFrame, claims: list[Claim] | None = None, records: list[dic
             rows.append({**base, "verdict": UNMEASURED, "why": why})
             continue
         if not (runs["method"] == c.method).any():
-            rows.append({**base, "verdict": UNMEASURED, "why": f"no {c.method} runs in preset {c.preset}"})
+            rows.append({**base, **_none_ok(c, _preset_runs(failed, c))})
             continue
         for setting, srun in runs.groupby("setting", sort=True):
             mine = srun[srun["method"] == c.method]

@@ -20,7 +20,11 @@ USES = {"erm": "none", "target_only": "none", "duplicate_target": "none", "l2rw"
         "bads": "soft"}
 
 
-def write_record(root: Path, method: str, seed: int, acc: float, experiment: str = "quickstart",
+#: the memorisation setting the registry judges the noise claims in (analysis/claims_registry.py: MEMORISE)
+MEM = {"scenario": {"noise": {"rate": 0.5}, "pool_size": 2000, "target_per_class": 50}, "runner": {"eval_every": 100}}
+
+
+def write_record(root: Path, method: str, seed: int, acc: float, experiment: str = "bads/denoise",
                  budget: float = 0.2, budget_use: str | None = None, wall_s: float = 10.0, peak_mb: float = 500.0,
                  cuda: bool = False, metrics: dict | None = None, quality: dict | None = None,
                  config: dict | None = None, scale: str = "small", status: str = "ok") -> dict:
@@ -36,7 +40,7 @@ def write_record(root: Path, method: str, seed: int, acc: float, experiment: str
            "cost": {"phases": {"data": {"wall_s": 1.0, "peak_rss_mb": 100.0, "peak_cuda_mb": 0.0},
                                "train": phase}},
            "config": {"seed": seed, "experiment_name": experiment, "method": {"name": method},
-                      "scenario": {"noise": {"rate": 0.5}}, **(config or {})}}
+                      **MEM, **(config or {})}}
     atomic_write_json(d / RECORD, rec)
     return rec
 
@@ -79,17 +83,20 @@ def test_no_records_for_the_preset_is_not_measured(tmp_path):
     row = _one(df, "bads-nlg-loss")
     assert row.verdict == UNMEASURED and row.why == "no records for preset bads/nlg_domains"
     assert "experiment=bads/nlg_domains" in row.command and "method=bads,duplicate_target" in row.command
-    assert _one(df, "bads-denoise80-blo@bads/denoise").why.endswith("with scenario.noise.rate=0.8")
+    assert _one(df, "bads-denoise80-blo@bads/denoise").why == (
+        "no records for preset bads/denoise with scenario.noise.rate=0.8, scenario.pool_size=2000, "
+        "scenario.target_per_class=50, runner.eval_every=100")
     assert _one(pd.DataFrame(), "mwnet-noise").verdict == UNMEASURED
-    assert _one(df, "blo-noise").why == "no blo runs in preset quickstart"
+    assert _one(df, "blo-noise").why == "no blo runs in preset bads/denoise"
 
 
 def test_a_missing_rival_or_column_or_second_seed_is_named(tmp_path):
     for s, a in BASE.items():
         write_record(tmp_path, "bads", s, a + 1, experiment="bads/nlg_domains", metrics={"test_loss": 2.0})
         write_record(tmp_path, "duplicate_target", s, a, experiment="bads/nlg_domains", metrics={"test_loss": 2.5})
-    write_record(tmp_path, "spice", 0, 80.0, experiment="spice/digits_noise", budget=0.1)
-    write_record(tmp_path, "random", 0, 70.0, experiment="spice/digits_noise", budget=0.1)
+    clean = {"scenario": {"noise": {"rate": 0.0}}}  # SPICE's claims are judged on a clean pool
+    write_record(tmp_path, "spice", 0, 80.0, experiment="spice/digits_noise", budget=0.1, config=clean)
+    write_record(tmp_path, "random", 0, 70.0, experiment="spice/digits_noise", budget=0.1, config=clean)
     df = load_runs([tmp_path]).df
     bleu = _one(df, "bads-nlg-bleu")
     assert bleu.verdict == UNMEASURABLE and bleu.why == "the bads records have no `test_bleu`"
@@ -108,7 +115,7 @@ def test_every_rival_must_be_beaten_and_the_failing_one_is_shown(tmp_path):
             write_record(root, "bads", s, a + 3)
             for r in rivals:
                 write_record(root, r, s, a + (random_delta if r == "random" else -s - 1))
-        return _one(load_runs([root]).df, "bads-denoise50-best-qs")
+        return _one(load_runs([root]).df, "bads-denoise50-best")
 
     row = sweep(tmp_path / "a", 4.0)
     assert row.verdict == FAILS and row.versus == "random" and "6 of 7 rivals beaten" in row.why
@@ -126,14 +133,14 @@ def test_cost_claims_use_the_records_cost_fields(tmp_path):
         return load_runs([root]).df
 
     cpu = sweep(tmp_path / "cpu", 1.05, cuda=False)
-    t = _one(cpu, "bads-cost-time@quickstart")
+    t = _one(cpu, "bads-cost-time@bads/denoise")
     assert t.verdict == HOLDS and t.estimate == pytest.approx(1.05) and t.versus == "erm"
-    assert _one(cpu, "bads-cost-vs-blo@quickstart").verdict == HOLDS
-    mem = _one(cpu, "bads-cost-mem@quickstart")
+    assert _one(cpu, "bads-cost-vs-blo@bads/denoise").verdict == HOLDS
+    mem = _one(cpu, "bads-cost-mem@bads/denoise")
     assert mem.verdict == UNMEASURABLE and "CPU" in mem.why
     gpu = sweep(tmp_path / "gpu", 1.3, cuda=True)
-    assert _one(gpu, "bads-cost-time@quickstart").verdict == FAILS  # 1.3× > 1.1×
-    m = _one(gpu, "bads-cost-mem@quickstart")
+    assert _one(gpu, "bads-cost-time@bads/denoise").verdict == FAILS  # 1.3× > 1.1×
+    m = _one(gpu, "bads-cost-mem@bads/denoise")
     assert m.verdict == HOLDS and m.estimate == pytest.approx(0.6)
 
 
@@ -181,8 +188,8 @@ def test_one_command_writes_the_table_atomically(tmp_path, capsys):
 
 def test_custom_claims_can_be_judged_without_the_registry(tmp_path):
     for s, a in BASE.items():
-        write_record(tmp_path, "erm", s, a)
-        write_record(tmp_path, "random", s, a - 5)
+        write_record(tmp_path, "erm", s, a, experiment="quickstart")
+        write_record(tmp_path, "random", s, a - 5, experiment="quickstart")
     c = Claim("x", "BADS", "erm beats random", "quickstart", "erm", ("random",))
     assert judge(load_runs([tmp_path]).df, [c]).iloc[0].verdict == HOLDS
 
@@ -223,3 +230,29 @@ def test_budgeted_rows_name_their_budget(tmp_path):
     t = claims_table(load_runs([tmp_path]).df, [c])
     assert list(t.data.budget) == [0.1, 0.2] and (t.data.verdict == HOLDS).all()
     assert [s.split(" (")[0] for s in t.text["setting (scale)"]] == ["toy-sym_noise @ β=0.1", "toy-sym_noise @ β=0.2"]
+
+
+def test_a_method_whose_every_run_failed_does_not_hold_with_the_reason(tmp_path):
+    for s, a in BASE.items():
+        write_record(tmp_path, "erm", s, a, experiment="bads/denoise")
+        rec = write_record(tmp_path, "l2rw", s, a, experiment="bads/denoise", status="failed")
+        rec.update(reason="loss is NaN at step 708", metrics={})
+        atomic_write_json(Path(rec["run_dir"]) / RECORD, rec)
+    c = Claim("x", "L2RW", "l2rw beats erm", "bads/denoise", "l2rw", ("erm",))
+    row = judge(load_runs([tmp_path]).df, [c]).iloc[0]
+    assert row.verdict == FAILS and row.why == "every l2rw run failed (3 of 3)"
+    assert row.diagnosis == "implementation: all 3 l2rw runs failed (loss is NaN at step 708)"
+
+
+def test_two_seeds_never_hold_however_large_the_gap(tmp_path):
+    for s in (0, 1):
+        write_record(tmp_path, "erm", s, 50.0, experiment="quickstart")
+        write_record(tmp_path, "mwnet", s, 90.0, experiment="quickstart")
+    c = Claim("x", "MW-Net", "mwnet beats erm", "quickstart", "mwnet", ("erm",))
+    row = judge(load_runs([tmp_path]).df, [c]).iloc[0]
+    assert row.verdict == FEW_SEEDS and row.estimate == pytest.approx(40.0) and pd.isna(row.ci_lo)
+    assert row.why.startswith("2 seeds (per seed: +40, +40): a verdict needs ≥ 3")
+    from selbench.analysis.claims_table import claims_table
+
+    t = claims_table(load_runs([tmp_path]).df, [c]).text.iloc[0]
+    assert t["final: paired estimate [95% CI]"] == "40 (n=2, no CI)" and t["verdict (final)"] == FEW_SEEDS
