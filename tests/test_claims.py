@@ -32,7 +32,7 @@ def write_record(root: Path, method: str, seed: int, acc: float, experiment: str
     d = root / f"{experiment.replace('/', '_')}-{method}-b{budget}-s{seed}-{len(list(root.glob('*'))) if root.exists() else 0}"
     use = budget_use or USES.get(method, "hard")
     phase = {"wall_s": wall_s, "peak_rss_mb": 0.0 if cuda else peak_mb, "peak_cuda_mb": peak_mb if cuda else 0.0}
-    rec = {"schema": 1, "method": method, "kind": "selector", "dataset": "toy", "scenario": "sym_noise",
+    rec = {"schema": 1, "method": method, "kind": "selector", "dataset": "toy", "scenario": "sym_noise", "model": "mlp",
            "seed": seed, "budget": budget, "budget_use": use, "scale": scale, "experiment": experiment,
            "status": status, "run_dir": str(d), "steps": 10, "warnings": [],
            "metrics": {"test_accuracy": acc / 100, "test_balanced_accuracy": acc / 100, **(metrics or {})},
@@ -84,7 +84,7 @@ def test_no_records_for_the_preset_is_not_measured(tmp_path):
     assert row.verdict == UNMEASURED and row.why == "no records for preset bads/nlg_domains"
     assert "experiment=bads/nlg_domains" in row.command and "method=bads,duplicate_target" in row.command
     assert _one(df, "bads-denoise80-blo@bads/denoise").why == (
-        "no records for preset bads/denoise with scenario.noise.rate=0.8, scenario.pool_size=2000, "
+        "no records for preset bads/denoise with scenario.noise.rate=0.8, model=mlp, scenario.pool_size=2000, "
         "scenario.target_per_class=50, runner.eval_every=100")
     assert _one(pd.DataFrame(), "mwnet-noise").verdict == UNMEASURED
     assert _one(df, "blo-noise").why == "no blo runs in preset bads/denoise"
