@@ -34,7 +34,19 @@ def _range(name: str, value, lo, hi, lo_open=False, hi_open=False):
         raise ConfigError(f"{name}={value} is out of range; allowed: {lb}{lo}, {hi}{rb}")
 
 
+#: configs that passed in this process (as YAML): a job whose command line ``validate_overrides``
+#: already checked is not checked again when it runs (``check_config`` once per job)
+_PASSED: set[str] = set()
+
+
 def check_config(cfg: DictConfig) -> None:
+    key = OmegaConf.to_yaml(cfg)
+    if key not in _PASSED:
+        _check_config(cfg)
+        _PASSED.add(key)
+
+
+def _check_config(cfg: DictConfig) -> None:
     _range("budget.fraction", cfg.budget.fraction, 0, 1, lo_open=True)
     objective = str(cfg.get("objective") or "")
     if not objective.startswith("val_"):
@@ -237,9 +249,14 @@ def check_writable(path: Path, name: str = "results_dir") -> None:
         made.append(p)
         p = p.parent
     try:
-        path.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=path, prefix=".selbench-probe-"):
-            pass
+        for attempt in range(5):  # another launcher's probe may remove the folder between the two steps
+            try:
+                path.mkdir(parents=True, exist_ok=True)
+                with tempfile.NamedTemporaryFile(dir=path, prefix=".selbench-probe-"):
+                    break
+            except FileNotFoundError:
+                if attempt == 4:
+                    raise
     except OSError as e:
         raise ConfigError(f"{name}={str(path)!r} is not writable ({e.strerror or e})") from None
     finally:
