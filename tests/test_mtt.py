@@ -1,5 +1,6 @@
 """Trajectory matching (methods/distill/mtt.py): the unrolled matching loss has the gradient
-finite differences give, optimising the images on a fixed trajectory segment lowers it, and
+finite differences give and equals the authors' flat-vector form, the student batches follow the
+authors' order, optimising the images on a fixed trajectory segment lowers it, and
 `mtt` / `autopalette base=mtt` run end to end and refuse impossible schedules before launch."""
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import torch.nn.functional as F
 from conftest import TINY, compose_cfg
 from selbench.core.errors import ConfigError
 from selbench.methods.common.feature_net import make_embedder
-from selbench.methods.distill.mtt import matching_loss
+from selbench.methods.distill.mtt import matching_loss, student_batches
 from selbench.runners.run.job import run_job
 from selbench.runners.run.validate import validate_overrides
 
@@ -81,3 +82,53 @@ def test_mtt_and_autopalette_on_the_mtt_base_run_and_record_their_base(tmp_path)
 def test_a_trajectory_segment_past_the_saved_epochs_is_refused_before_launch():
     with pytest.raises(ConfigError, match="method.mtt.max_start_epoch"):
         validate_overrides(TINY + ["method=mtt", "method.mtt.expert_epochs_total=3", "method.mtt.max_start_epoch=3"])
+
+
+def test_student_batches_are_epochs_over_the_synthetic_set_last_chunk_first():
+    """The authors' order: a permutation split into chunks of batch_syn, popped from the end; a new
+    permutation only when the chunks run out (so every image is used once per epoch)."""
+    g = torch.Generator().manual_seed(0)
+    got = student_batches(10, 4, 5, g)
+    g = torch.Generator().manual_seed(0)
+    p1, p2 = torch.randperm(10, generator=g), torch.randperm(10, generator=g)
+    want = [p1[8:], p1[4:8], p1[:4], p2[8:], p2[4:8]]
+    assert [b.tolist() for b in got] == [w.tolist() for w in want]
+    assert sorted(torch.cat(got[:3]).tolist()) == list(range(10))
+
+
+def test_the_matching_loss_is_the_authors_flat_vector_ratio():
+    """Independent reference: one flat parameter vector, N plain SGD steps written out with autograd
+    on a hand-written forward, ``mse_sum(θ̂, θ*) / P`` over ``mse_sum(θ_s, θ*) / P`` (P = parameter count)."""
+    net, x, y, start, target = _segment(torch.float64)
+    syn, sy = x[:6].clone(), y[:6]
+    batches = [torch.tensor([5, 4]), torch.tensor([3, 2]), torch.tensor([1, 0])]
+    lr = torch.tensor(0.05, dtype=torch.float64)
+    shapes = [p.shape for p in start]
+    flat = torch.cat([p.reshape(-1) for p in start]).requires_grad_(True)
+
+    def unflat(v):
+        out, i = [], 0
+        for s_ in shapes:
+            n = int(torch.tensor(s_).prod())
+            out.append(v[i:i + n].view(s_))
+            i += n
+        return out
+
+    def forward(params, xb):
+        h = xb
+        for layer in range(2):  # conv–instance norm–relu–avgpool, as ConvNetEmbed
+            w, b, gw, gb = params[4 * layer:4 * layer + 4]
+            h = F.conv2d(h, w, b, padding=1)
+            h = F.group_norm(h, h.shape[1], gw, gb)
+            h = F.avg_pool2d(F.relu(h), 2)
+        return F.linear(h.flatten(1), params[-2], params[-1])
+
+    theta = flat
+    for b in batches:
+        loss = F.cross_entropy(forward(unflat(theta), syn[b]), sy[b])
+        theta = theta - lr * torch.autograd.grad(loss, theta, create_graph=True)[0]
+    tgt = torch.cat([p.reshape(-1) for p in target])
+    p = flat.numel()
+    want = (F.mse_loss(theta, tgt, reduction="sum") / p) / (F.mse_loss(flat.detach(), tgt, reduction="sum") / p)
+    got = matching_loss(net, syn, sy, start, target, lr, batches)
+    assert float(got.detach()) == pytest.approx(float(want.detach()), rel=1e-10)
