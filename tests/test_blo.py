@@ -17,8 +17,8 @@ from torch.func import functional_call
 
 from conftest import TINY, compose_cfg, needs_fashion
 from selbench.core.errors import ConfigError
-from selbench.methods import l2rw as l2rw_module, lookahead as lookahead_module
-from selbench.methods import mwnet as mwnet_module, online_blo as blo_module
+from selbench.methods.bilevel import l2rw as l2rw_module, lookahead as lookahead_module
+from selbench.methods.bilevel import mwnet as mwnet_module, online_blo as blo_module
 from selbench.methods.bilevel.l2rw import l2rw_normalise
 from selbench.methods.bilevel.mwnet import LossToWeight, sum_normalise
 from selbench.methods.bilevel.online_blo import EmbeddingScorer

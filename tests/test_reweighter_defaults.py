@@ -1,0 +1,66 @@
+"""Every reweighter on its defaults, on scenarios no preset was designed for (issue 25).
+
+Default suite (seconds): each reweighter finishes a short run on its defaults with finite metrics and a
+``record["best_val"]`` that really is the eval step with the best validation accuracy.
+
+Slow suite (``-m slow``, minutes): the memorisation regime (an MLP on Fashion-MNIST with 50% symmetric
+noise, a pool of 3,000 trained for ≈ 64 epochs, where ``erm`` memorises the noise): no NaN, and no
+finish below ``erm``.  Where a method still fails the failure is a finding, stated with its mechanism
+and numbers in the method's page and kept here as a strict xfail (docs/findings.md).
+"""
+from __future__ import annotations
+
+import math
+
+import pytest
+
+from conftest import TINY, compose_cfg, needs_fashion
+from selbench.runners.run.job import run_job
+
+REWEIGHTERS = ("bads", "l2rw", "mwnet", "blo")
+
+
+def _finite(metrics: dict) -> bool:
+    return all(math.isfinite(v) for v in metrics.values() if isinstance(v, float))
+
+
+@pytest.mark.parametrize("method", REWEIGHTERS)
+def test_defaults_finish_without_nan_and_record_best_val(tmp_path, one_thread, method):
+    rec = run_job(compose_cfg(TINY + [f"method={method}", "runner.eval_every=20"], tmp_path))
+    assert rec["status"] == "ok", rec.get("reason")
+    assert _finite(rec["metrics"]), rec["metrics"]
+    best = rec["best_val"]
+    assert best is not None and best["objective"]["metric"] == "val_accuracy"
+    assert set(best["metrics"]) == set(rec["metrics"]) and _finite(best["metrics"])
+    evals = [p for p in rec["curve"] if "val_accuracy" in p]
+    assert len(evals) >= 3
+    top = max(p["val_accuracy"] for p in evals)
+    assert best["objective"]["value"] == pytest.approx(top)
+    first = next(p for p in evals if p["val_accuracy"] == top)  # ties: the earliest step
+    assert best["step"] == first["step"] and best["metrics"]["test_accuracy"] == pytest.approx(first["test_accuracy"])
+
+
+#: the memorisation regime: erm fits the 50% noise (test accuracy falls from ≈ 0.75 to ≈ 0.5)
+MEMORISE = ["dataset=fashion_mnist", "scenario=sym_noise", "scenario.pool_size=3000", "scenario.target_per_class=20",
+            "model=mlp", "scale=paper", "runner.steps=1500", "runner.eval_every=250", "runner.threads=1",
+            "runner.device=cpu", "progress=false", "seed=0"]
+
+L2RW_DIVERGES = pytest.mark.xfail(strict=True, reason=(
+    "the published update with the shared optimiser (SGD 0.05, momentum 0.9) on a net without normalisation: "
+    "w = max(-g, 0)/sum concentrates a batch on the few largest aligned gradients (one example carried 94% "
+    "of a batch, gradient norm 257 vs 2.2 for the batch mean), the weight norm runs away and the loss is NaN "
+    "at step 474; the authors'-style reference code on the same batches does the same (docs/methods/l2rw.md)"))
+
+
+@needs_fashion
+@pytest.mark.slow
+@pytest.mark.parametrize("method", ["bads", pytest.param("l2rw", marks=L2RW_DIVERGES), "mwnet", "blo"])
+def test_long_training_neither_diverges_nor_ends_below_erm(tmp_path, method):
+    erm = run_job(compose_cfg(MEMORISE + ["method=erm"], tmp_path))
+    # the regime is what it claims: erm memorises (its final accuracy is well below its best)
+    assert erm["status"] == "ok" and erm["best_val"]["metrics"]["test_accuracy"] - erm["metrics"]["test_accuracy"] > 0.1
+    rec = run_job(compose_cfg(MEMORISE + [f"method={method}"], tmp_path))
+    assert rec["status"] == "ok", rec.get("reason")
+    assert _finite(rec["metrics"]) and _finite(rec["best_val"]["metrics"])
+    assert min(rec["metrics"]["test_per_class_accuracy"]) > 0 or rec["metrics"]["test_accuracy"] > 0.5
+    assert rec["metrics"]["test_accuracy"] >= erm["metrics"]["test_accuracy"], (rec["metrics"], erm["metrics"])
