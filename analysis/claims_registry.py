@@ -1,10 +1,9 @@
 """The claims the project documents for the five papers, as data (``analysis.claims`` judges them).
 
-Sources: ``../shared/docs/METHODS.md`` ("Claims" of each family), ``docs/paper_numbers.md`` and
-``docs/findings.md``.  Each :class:`Claim` says what the paper states, which preset tests it,
-which quantity of the run records measures it and in which direction; **no verdict is stored
-here** — ``analysis.claims`` computes it from the records (paired per-seed differences and their
-bootstrap 95% CI, ``analysis.paired``).
+Sources: ``../shared/docs/METHODS.md``, ``docs/paper_numbers.md``, ``docs/findings.md``.  Each
+:class:`Claim` says what the paper states, which preset (and why that setting lets the paper's
+mechanism show: ``setting_why``) tests it, which quantity measures it and in which direction;
+**no verdict is stored here** — ``analysis.claims`` computes it from the records.
 
 Fields:
 
