@@ -67,6 +67,9 @@ class Scenario:
     info: dict = field(default_factory=dict)
     #: text scenarios: the tokenizer the adapter needs (pad / eos ids); not part of the record
     tokenizer: Any = None
+    #: image scenarios: the dataset's own index of each pool example (its row in the source's
+    #: files), so a selection can be saved and read in the dataset's terms; None = not known
+    pool_index: Tensor | None = None
 
     def describe(self) -> dict:
         d = {

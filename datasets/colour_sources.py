@@ -7,13 +7,12 @@ package; docs/methods/autopalette.md says what each can and cannot show).
 | ``colour_fashion`` | Fashion-MNIST recoloured: item intensity ``v`` blends a foreground colour over a random dark background, ``rgb = v·fg + (1 − v)·bg``, stored as 8-bit; the foreground hue is the class's hue (``c/10`` + N(0, ``hue_jitter``)) with probability ``class_hue_prob``, else uniform random; saturation U(0.5, 1); background hue uniform, saturation U(0, 0.5), value U(0, 0.3) | Fashion-MNIST's 10 |
 
 Both are fixed datasets (derivation seeded by ``colour_seed``, not the run seed) and are
-standardised per channel with their train statistics.  ``COLOUR_SOURCES`` is merged into
-``datasets.sources.SOURCES``; this module imports only the core (no import cycle).
+standardised per channel with their train statistics.  They join ``datasets.base.SOURCES``
+when ``datasets.sources`` imports this module.
 """
 from __future__ import annotations
 
 import functools
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -21,20 +20,8 @@ import torch
 
 from selbench.core.data import Split
 from selbench.core.errors import DataError
-from selbench.core.registry import Registry
+from selbench.datasets.base import Source, register_source
 from selbench.datasets.idx import read_idx
-
-COLOUR_SOURCES = Registry("dataset")
-
-
-@dataclass
-class ColourSource:
-    """Same fields as ``datasets.sources.Source`` (duck-typed to avoid importing it)."""
-
-    train: Split
-    test: Split
-    num_classes: int
-    class_names: list[str] = field(default_factory=list)
 
 
 def _standardised(train_u8: np.ndarray, test_u8: np.ndarray) -> tuple[torch.Tensor, torch.Tensor]:
@@ -45,12 +32,12 @@ def _standardised(train_u8: np.ndarray, test_u8: np.ndarray) -> tuple[torch.Tens
     return (tr - mean) / std, (te - mean) / std
 
 
-@COLOUR_SOURCES.register("photo_patches", needs_root=False)
-def photo_patches(patch: int = 32, stride: int = 8, test_rows: float = 0.3, **_) -> ColourSource:
+@register_source("photo_patches")
+def photo_patches(patch: int = 32, stride: int = 8, test_rows: float = 0.3, **_) -> Source:
     """8 classes: (photo, quadrant) of scikit-learn's ``load_sample_images``."""
     xtr, ytr, xte, yte, names = _patches(int(patch), int(stride), float(test_rows))
     tr, te = _standardised(xtr, xte)
-    return ColourSource(Split(tr, torch.from_numpy(ytr)), Split(te, torch.from_numpy(yte)), len(names), list(names))
+    return Source(Split(tr, torch.from_numpy(ytr)), Split(te, torch.from_numpy(yte)), len(names), list(names))
 
 
 @functools.lru_cache(maxsize=2)  # decoding the JPEGs takes seconds; a sweep in one process reads them once
@@ -120,14 +107,14 @@ def recolour(grey: np.ndarray, labels: np.ndarray, rng: np.random.Generator, cla
     return np.clip(np.round(rgb * 255), 0, 255).astype(np.uint8)
 
 
-@COLOUR_SOURCES.register("colour_fashion", needs_root=False)
+@register_source("colour_fashion")
 def colour_fashion(root: str | None = None, train_size: int = 10000, test_size: int = 2000,
-                   class_hue_prob: float = 0.7, hue_jitter: float = 0.03, colour_seed: int = 0, **_) -> ColourSource:
+                   class_hue_prob: float = 0.7, hue_jitter: float = 0.03, colour_seed: int = 0, **_) -> Source:
     """Fashion-MNIST with class-dependent and random hues (a fixed subset: 3×28×28 floats are 12× the grey set)."""
     (xtr, ytr), (xte, yte) = _colour_fashion(str(root or "/usr/share/datasets/fashion-mnist"), int(train_size),
                                              int(test_size), float(class_hue_prob), float(hue_jitter), int(colour_seed))
     tr, te = _standardised(xtr, xte)
-    return ColourSource(Split(tr, torch.from_numpy(ytr)), Split(te, torch.from_numpy(yte)), 10, FASHION_CLASSES)
+    return Source(Split(tr, torch.from_numpy(ytr)), Split(te, torch.from_numpy(yte)), 10, FASHION_CLASSES)
 
 
 @functools.lru_cache(maxsize=2)

@@ -31,6 +31,11 @@ is disjoint from target and pool and never touches the test split.  ``val_per_cl
 (or absent) gives ``val=None``.  Like target and pool it depends on the run seed.
 **The test set is never used for tuning**: objectives, sweeps and method defaults read
 ``val``; ``test`` is only reported.
+
+``Scenario.pool_index`` maps each pool position back to the dataset's own index of that
+example (``Source.train_index``: its row in the user's files), through the class restriction
+and every draw; the runner writes it to ``selection.npz`` and ``method=from_selection`` reads
+selections made in those indices.
 """
 from __future__ import annotations
 
@@ -39,7 +44,8 @@ from typing import Any, Mapping
 import torch
 
 from selbench.core.data import Scenario, Split
-from selbench.datasets.sources import Source, load_source
+from selbench.datasets.base import Source
+from selbench.datasets.sources import load_source
 from selbench.core.errors import ConfigError
 
 
@@ -54,7 +60,7 @@ def build_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[str, An
     classes = _check_classes(sc.get("classes"), n_orig)
     kept = classes if classes else list(range(n_orig))
     relabel = {c: i for i, c in enumerate(kept)}  # original id -> scenario id
-    source = _restrict_classes(source, classes)
+    source, index = _restrict_classes(source, classes)
     k = source.num_classes
 
     noise = sc.get("noise")
@@ -103,6 +109,7 @@ def build_scenario(dataset_cfg: Mapping[str, Any], scenario_cfg: Mapping[str, An
         class_names=source.class_names,
         truth={"is_clean": pool.y == true_label, "true_label": true_label, "is_minority": is_minority},
         info=info,
+        pool_index=index[pool_idx],
     )
 
 
@@ -126,10 +133,12 @@ def _check_classes(classes, n_orig: int) -> list[int] | None:
     return classes
 
 
-def _restrict_classes(source: Source, classes: list[int] | None) -> Source:
-    """Keep ``classes`` (original ids, already checked) and relabel them ``0..k-1`` in that order."""
+def _restrict_classes(source: Source, classes: list[int] | None) -> tuple[Source, torch.Tensor]:
+    """Keep ``classes`` (original ids, already checked) and relabel them ``0..k-1`` in that order.
+    Also returns the dataset's own index of each kept train example."""
+    index = source.dataset_index()
     if not classes:
-        return source
+        return source, index
     lut = torch.full((source.num_classes,), -1, dtype=torch.int64)
     lut[torch.tensor(classes)] = torch.arange(len(classes))
 
@@ -138,7 +147,7 @@ def _restrict_classes(source: Source, classes: list[int] | None) -> Source:
         return Split(split.x[m], lut[split.y[m]])
 
     names = [source.class_names[c] for c in classes] if source.class_names else []
-    return Source(keep(source.train), keep(source.test), len(classes), names)
+    return Source(keep(source.train), keep(source.test), len(classes), names), index[lut[source.train.y] >= 0]
 
 
 def relabel_asym_map(asym_map: Mapping[Any, Any], relabel: Mapping[int, int], n_orig: int) -> dict[int, int]:

@@ -12,6 +12,7 @@ BUILTIN_MODULES: tuple[str, ...] = (
     "selbench.methods.bads.classact",
     # baselines
     "selbench.methods.baselines.cheap",
+    "selbench.methods.baselines.from_selection",
     # bilevel
     "selbench.methods.bilevel.l2rw",
     "selbench.methods.bilevel.mwnet",

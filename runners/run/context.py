@@ -59,6 +59,8 @@ def make_context(cfg: DictConfig, scenario: Scenario, adapter, cost, *, method_c
         make_optimizer=lambda params, ocfg=None: make_optimizer(params, ocfg or rc.optimizer),
         log=log or (lambda step, d: None), warn=warn or (lambda msg: None), cache=ArtifactCache(cfg.get("cache_dir"), cost=cost),
         # text methods that read the examples as text (ifd, selectit, semdedup, askllm …) decode token ids with it
-        extra={"tokenizer": scenario.tokenizer, **text_services(scenario)}
-        if getattr(scenario, "tokenizer", None) is not None else {},
+        # pool_index: the dataset's own index of each pool example (method=from_selection reads selections in it)
+        extra={"pool_index": scenario.pool_index,
+               **({"tokenizer": scenario.tokenizer, **text_services(scenario)}
+                  if getattr(scenario, "tokenizer", None) is not None else {})},
     )
