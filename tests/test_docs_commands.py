@@ -42,7 +42,7 @@ NOT_RUN = [
     (r"^python -m bench\b", "the benchmark's sections have their own tests (tests/test_bench.py)"),
 ]
 #: placeholders in the docs that stand for the reader's own files
-PLACEHOLDER = re.compile(r"dataset\.root=(/data/\S*|DIR)\b|dataset\.path=my\.jsonl")
+PLACEHOLDER = re.compile(r"dataset\.root=(/data/\S*|DIR)\b|(dataset|method)\.path=(my\.jsonl|/data/\S*)")
 REFUSED = re.compile(r"#.*\brefused\b")
 
 
