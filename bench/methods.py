@@ -5,9 +5,9 @@ in its own process by default).
 Reported per method: ms per step and per training example (medians, measured round-robin with
 an ``erm`` built in the same process, so ``time_ratio`` is a side-by-side ratio), peak tensor
 memory of one round of steps above what was allocated before it (the CUDA allocator's peak on
-GPU, the profiler's allocation events on CPU: :class:`bench.common.Memory`; that round is not
+GPU, the profiler's allocation events on CPU: :class:`bench.memory.Memory`; that round is not
 timed; ``mem_mb``), the tensors the method keeps between steps beyond the model and the main
-optimiser (``state_mb``: per-example weights, weight networks, caches; :func:`bench.common.state_bytes`),
+optimiser (``state_mb``: per-example weights, weight networks, caches; :func:`bench.memory.state_bytes`),
 ``footprint_ratio`` = (mem + state) / erm's (what the paper cost claims are checked on),
 forward / backward passes and training examples per step, and the offline phase (``setup_s``: a selector's selection, a synthesizer's synthesis).
 
@@ -20,7 +20,8 @@ from __future__ import annotations
 
 import traceback
 
-from bench.common import build, median, method_state_mb, overrides, profiled_steps, ratio, time_steps
+from bench.common import build, median, overrides, ratio, time_steps
+from bench.memory import method_state_mb, profiled_steps
 
 
 def measure_method(name: str, sz: dict, device: str, results_dir: str, extra=(), erm=None) -> dict:

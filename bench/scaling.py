@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import traceback
 
-from bench.common import build, loglog_slope, median, method_state_mb, overrides, profiled_steps, time_steps
+from bench.common import build, loglog_slope, median, overrides, time_steps
+from bench.memory import method_state_mb, profiled_steps
 
 
 def _point(sz, results_dir, **kw) -> dict:

@@ -100,7 +100,7 @@ def test_gradient_throughput_and_scaling_slopes(tiny):
 def test_cpu_memory_is_the_peak_of_tensors_held_at_once_in_the_window():
     import torch
 
-    from bench.common import Memory
+    from bench.memory import Memory
     held = [torch.ones(2**18)]  # 1 MiB allocated before the profile: its free is invisible to it
 
     def step(mib_a: int, mib_b: int):

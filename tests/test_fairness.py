@@ -12,7 +12,7 @@ import pytest
 from conftest import TINY, compose_cfg, selbench
 from selbench.core.errors import ConfigError, DataError
 from selbench.methods.registry import registered
-from selbench.methods.base import matched_batches
+from selbench.methods.compute import matched_batches
 from selbench.runners.run.job import run_job
 from selbench.runners.run.validate import validate_overrides
 

@@ -61,7 +61,7 @@ def check_runner(rc: DictConfig) -> None:
     """Every runner value, before launch (each would otherwise fail mid-run or be ignored)."""
     import torch
 
-    from selbench.runners.run.loop import make_optimizer, make_schedule
+    from selbench.runners.run.loop import check_precision, make_optimizer, make_schedule
 
     _int("runner.steps", rc.get("steps"), 1, MAX_STEPS)
     for key in ("batch_size", "target_batch_size", "eval_every", "eval_batch_size"):
@@ -74,9 +74,7 @@ def check_runner(rc: DictConfig) -> None:
             _bool(f"runner.{key}", rc[key])
     if str(rc.get("data_on_device", "auto")) not in ("auto", "True", "False"):
         raise ConfigError(f"runner.data_on_device={rc.data_on_device!r} (choose from: auto, true, false)")
-    precision = rc.get("precision") or "fp32"
-    if precision not in ("fp32", "bf16"):
-        raise ConfigError(f"runner.precision={precision!r} (choose from: fp32, bf16)")
+    check_precision(rc.get("precision"))
     check_device(rc.get("device", "auto"))
     opt = rc.optimizer
     lr = opt.get("lr")

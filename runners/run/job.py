@@ -1,61 +1,35 @@
 """One run, start to finish: config → scenario → model → method → training → record.
 
 The three method kinds share everything but their preparation, which is looked up
-in ``PREPARE`` by kind (no per-method branches here).
+in ``PREPARE`` by kind (no per-method branches here).  The run itself is built by
+``runners/run/build.py`` (which the benchmark reuses) and evaluated by
+``runners/run/evaluation.py``.
 """
 from __future__ import annotations
 
-import os
-import random
 import sys
 import time
 import traceback
+from dataclasses import dataclass, field
 from pathlib import Path
 
-import numpy as np
 import torch
 from omegaconf import DictConfig, OmegaConf
 
+from selbench.core.cost import CostTracker
+from selbench.core.data import Split
+from selbench.core.errors import ConfigError, DataError, DivergedError, SelbenchError
 from selbench.methods.base import StepExamples
 from selbench.methods.registry import get_method
 from selbench.runners.run import checkpoint as ckpt
 from selbench.runners.run import record as rec
-from selbench.core.cost import CostTracker
-from selbench.core.data import Split
-from selbench.core.errors import ConfigError, DataError, DivergedError, SelbenchError
+from selbench.runners.run.build import Run, build_run, effective_steps, resolve_device, seed_everything
+from selbench.runners.run.evaluation import BestVal, evaluate_splits, objective_name, objective_of, repeat_evaluation
 from selbench.runners.run.loggers import make_logger
+from selbench.runners.run.loop import run_steps
+from selbench.runners.run.validate import check_config
 from selbench.runners.tasks import task_module
 from selbench.runners.tasks.metrics import selection_quality
-from selbench.runners.run.context import make_context
-from selbench.runners.run.prepare import PREPARE, repeat_evaluation
-from selbench.runners.run.validate import check_config
-from selbench.runners.run.loop import make_optimizer, make_schedule, run_steps
-
-def seed_everything(seed: int, deterministic: bool = True) -> None:
-    random.seed(seed)
-    np.random.seed(seed % 2**32)
-    torch.manual_seed(seed)
-    if deterministic:
-        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")
-        torch.use_deterministic_algorithms(True, warn_only=True)
-
-
-def resolve_device(name: str) -> torch.device:
-    if name == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    if name.startswith("cuda") and not torch.cuda.is_available():
-        raise ConfigError(f"runner.device={name!r} but no CUDA device is available (use cpu or auto)")
-    return torch.device(name)
-
-
-def effective_steps(cfg: DictConfig) -> tuple[int, int]:
-    """Steps and eval interval after the ``scale`` caps (``scale=paper`` leaves the preset's)."""
-    steps = int(cfg.runner.steps)
-    cap = cfg.scale.get("max_steps")
-    if cap is not None:
-        steps = min(steps, int(cap))
-    every = int(cfg.scale.get("eval_every") or cfg.runner.eval_every)
-    return steps, max(1, min(every, steps))
 
 
 def run_job(cfg: DictConfig) -> dict:
@@ -87,6 +61,7 @@ def run_job(cfg: DictConfig) -> dict:
 
 
 def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
+    examples = StepExamples.of(cfg, entry.cls)  # equal compute: a batch too small to split is refused here
     device = resolve_device(str(cfg.runner.device))
     cost = CostTracker(device)
     started = time.time()
@@ -122,14 +97,14 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
         record.update(status="failed", reason=f"{type(e).__name__}: {e}".splitlines()[0])
         rec.atomic_write_bytes(run_dir / "error.txt", traceback.format_exc().encode())
     record["cost"] = cost.summary(len(scenario.pool))
-    record["compute"] = compute_summary(cost, record.get("steps"), StepExamples.of(cfg, entry.cls).matched)
+    record["compute"] = compute_summary(cost, record.get("steps"), examples.matched)
+    record.setdefault("best_val", None)  # a failed run has no best step to report
     record["warnings"] = list(warnings)
     record["started_at"], record["finished_at"] = started, time.time()
 
     truth = {k: v.cpu().numpy() for k, v in scenario.truth.items()}
     try:
-        index = {} if scenario.pool_index is None else {"pool_index": scenario.pool_index.cpu().numpy()}  # dataset's ids
-        rec.atomic_save_npz(run_dir / "selection.npz", **artifacts, **index, **{f"truth_{k}": v for k, v in truth.items()})
+        rec.atomic_save_npz(run_dir / "selection.npz", **artifacts, **{f"truth_{k}": v for k, v in truth.items()})
         rec.write_record(run_dir, record, Path(cfg.results_dir))  # last: the completion marker; paths relative
     except OSError as e:
         raise SelbenchError(f"cannot write the results of {run_dir}: {e.strerror or e}") from None
@@ -137,13 +112,6 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
         (run_dir / ckpt.CHECKPOINT).unlink(missing_ok=True)
     logger.finish(record)
     return record
-
-
-def objective_of(cfg: DictConfig, metrics: dict) -> dict:
-    """The metric a sweeper optimises, the split it comes from and its value (``validate`` has
-    already refused an objective on the test split)."""
-    name = str(cfg.get("objective") or "val_accuracy")
-    return {"metric": name, "split": name.split("_", 1)[0], "value": metrics.get(name)}
 
 
 class Warnings(list):
@@ -177,107 +145,117 @@ def _hydra_output_dir() -> str | None:
     return HydraConfig.get().runtime.output_dir if HydraConfig.initialized() else None
 
 
+@dataclass
+class Progress:
+    """What training has produced so far; a checkpoint keeps it, a resumed run continues it."""
+
+    best: BestVal
+    curve: list = field(default_factory=list)
+    start: int = 0
+
+
 def _train_and_evaluate(cfg, entry, runner, scenario, cost, device, logger, artifacts: dict, run_dir: Path,
                         warnings: "Warnings") -> dict:
-    adapter = runner.build_adapter(cfg, scenario, cost, device)
     steps, eval_every = effective_steps(cfg)
-    g = torch.Generator().manual_seed(int(cfg.seed))
-    rc = cfg.runner
-    method = entry.cls(OmegaConf.to_object(cfg.method))
-    # frozen parameters (a LoRA base model) are not the optimiser's: no weight decay or noise reaches them
-    optimizer = make_optimizer([p for p in adapter.model.parameters() if p.requires_grad], rc.optimizer)
-    schedule = make_schedule(optimizer, str(rc.schedule), steps)
-    ctx = make_context(cfg, scenario, adapter, cost, method_cls=entry.cls, steps=steps, generator=g, log=logger.log,
-                       warn=warnings.append)
-    if entry.cls.kind == "synthesizer":  # a synthesizer's own iterations obey the same scale cap as training
-        ctx.extra["max_steps"] = cfg.scale.get("max_steps")
+    run = build_run(cfg, entry, runner, scenario, cost, device, steps=steps, log=logger.log, warn=warnings.append)
     ck_path = run_dir / ckpt.CHECKPOINT
+    state = _load_checkpoint(cfg, ck_path, device)
+    prepared = run.prepare(restored=state["output"] if state else None)
+    artifacts.update(prepared.artifacts)
+    progress = _restore(run, state, cost, objective_name(cfg)) if state else Progress(BestVal(objective_name(cfg)))
+    if progress.start:
+        print(f"selbench: resuming {run_dir} from step {progress.start}", file=sys.stderr)
+    _train(cfg, run, scenario, cost, logger, ck_path, eval_every, progress)
+    return _final_record(cfg, run, runner, scenario, cost, artifacts, progress)
+
+
+def _load_checkpoint(cfg, ck_path: Path, device) -> dict | None:
     state = ckpt.load(ck_path) if cfg.get("resume", True) and ck_path.exists() else None
     if state is not None and state.get("device", str(device)) != str(device):
         raise DataError(f"checkpoint {ck_path} was written on {state['device']} but this run is on {device}: "
                         f"resuming across devices would not reproduce the run (delete it to restart)")
-    prepared = PREPARE[entry.cls.kind](method, ctx, optimizer, cost, restored=state["output"] if state else None)
-    artifacts.update(prepared.artifacts)
-    curve: list[dict] = []
-    start = 0
-    if state is not None:  # continue exactly where the interrupted run checkpointed
-        adapter.model.load_state_dict(state["model"])
-        optimizer.load_state_dict(state["optimizer"])
-        if schedule is not None:
-            schedule.load_state_dict(state["schedule"])
-        method.load_state_dict(state["method"])
-        for sampler, st in zip(prepared.samplers, state["samplers"]):
-            sampler.load_state_dict(st)
-        cost.load_state_dict(state["cost"])
-        curve = list(state["curve"])
-        ckpt.set_rng_state(state["rng"], g)
-        start = int(state["step"])
-        print(f"selbench: resuming {run_dir} from step {start}", file=sys.stderr)
+    return state
 
-    def on_checkpoint(step: int) -> None:
-        ckpt.save(ck_path, {
-            "step": step, "device": str(device), "model": adapter.model.state_dict(), "optimizer": optimizer.state_dict(),
-            "schedule": schedule.state_dict() if schedule is not None else None,
-            "method": method.state_dict(), "samplers": [smp.state_dict() for smp in prepared.samplers],
-            "output": prepared.output, "cost": cost.state_dict(), "curve": curve, "rng": ckpt.rng_state(g),
-        })
 
-    def step_fn(step):
-        out = prepared.step_fn(step)
-        if schedule is not None:
-            schedule.step()
-        return out
+def _restore(run: Run, state: dict, cost, metric: str) -> Progress:
+    """Continue exactly where the interrupted run checkpointed."""
+    run.adapter.model.load_state_dict(state["model"])
+    run.optimizer.load_state_dict(state["optimizer"])
+    if run.schedule is not None:
+        run.schedule.load_state_dict(state["schedule"])
+    run.method.load_state_dict(state["method"])
+    for sampler, st in zip(run.prepared.samplers, state["samplers"]):
+        sampler.load_state_dict(st)
+    cost.load_state_dict(state["cost"])
+    ckpt.set_rng_state(state["rng"], run.generator)
+    curve = list(state["curve"])
+    best = BestVal(metric, state["best_val"]) if "best_val" in state else BestVal.from_curve(metric, curve)
+    return Progress(best, curve, int(state["step"]))
 
-    track_weights = entry.cls.kind == "reweighter"
 
-    val = scenario.val
-
-    def evaluate() -> dict:
-        """``test_*`` (the final number only) and ``val_*`` (what objectives and tuning read)."""
-        out = {f"test_{k}": v for k, v in adapter.evaluate(scenario.test).items()}
-        if val is not None and len(val):
-            out.update({f"val_{k}": v for k, v in adapter.evaluate(val).items()})
-        return out
+def _train(cfg, run: Run, scenario, cost, logger, ck_path: Path, eval_every: int, progress: Progress) -> None:
+    """The shared loop, evaluating (test and validation, weights' quality for a reweighter) at each
+    eval point and checkpointing after one."""
+    rc, prepared = cfg.runner, run.prepared
+    track_weights = run.entry.cls.kind == "reweighter"
 
     def on_eval(step, extra):
-        m = evaluate()
+        m = evaluate_splits(run.adapter, scenario)
+        progress.best.see(step, m)
         point = {"step": step, **extra, **{k: v for k, v in m.items() if not k.endswith("per_class_accuracy")}}
         if track_weights:
             q = selection_quality(prepared.pool_weights(), scenario.truth, domain_names=scenario.class_names)
             point.update({f"sel_{k}": v for k, v in q.items() if isinstance(v, (int, float)) or v is None})
             if "domain_weight_share" in q:
                 point["sel_domain_weight_share"] = q["domain_weight_share"]
-        curve.append(point)
+        progress.curve.append(point)
         logger.log(step, point)
 
-    progress = cfg.get("progress", "auto")
-    show = sys.stderr.isatty() if progress == "auto" else bool(progress)
-    run_steps(steps, eval_every, step_fn, on_eval, cost, show, desc=f"{entry.name} s{cfg.seed}", start_step=start,
-              checkpoint_every=int(rc.get("checkpoint_every") or 0), on_checkpoint=on_checkpoint,
-              precision=str(rc.get("precision") or "fp32"), device=device)
+    def on_checkpoint(step: int) -> None:
+        ckpt.save(ck_path, {
+            "step": step, "device": str(run.device), "model": run.adapter.model.state_dict(),
+            "optimizer": run.optimizer.state_dict(),
+            "schedule": run.schedule.state_dict() if run.schedule is not None else None,
+            "method": run.method.state_dict(), "samplers": [smp.state_dict() for smp in prepared.samplers],
+            "output": prepared.output, "cost": cost.state_dict(), "curve": progress.curve,
+            "best_val": progress.best.best, "rng": ckpt.rng_state(run.generator),
+        })
 
+    progress_bar = cfg.get("progress", "auto")
+    show = sys.stderr.isatty() if progress_bar == "auto" else bool(progress_bar)
+    run_steps(run.steps, eval_every, run.step, on_eval, cost, show, desc=f"{run.entry.name} s{cfg.seed}",
+              start_step=progress.start, checkpoint_every=int(rc.get("checkpoint_every") or 0),
+              on_checkpoint=on_checkpoint, precision=str(rc.get("precision") or "fp32"), device=run.device)
+
+
+def _final_record(cfg, run: Run, runner, scenario, cost, artifacts: dict, progress: Progress) -> dict:
+    """The final evaluation (and a synthesizer's repeated evaluators), the selection's quality
+    against the ground truth, and the record's run fields."""
+    ctx, prepared, kind = run.ctx, run.prepared, run.entry.cls.kind
     with cost.phase("eval"):
-        final = evaluate()
+        final = evaluate_splits(run.adapter, scenario)
         weights = prepared.pool_weights()
     summary = dict(prepared.summary)
-    summary.update(method.after_training(ctx))  # numbers about the trained model (lds_subset's target losses)
+    summary.update(run.method.after_training(ctx))  # numbers about the trained model (lds_subset's target losses)
     evaluators = None
-    if entry.cls.kind == "synthesizer":  # N fresh evaluators on the synthetic set: mean ± std
+    if kind == "synthesizer":  # N fresh evaluators on the synthetic set: mean ± std
         out = prepared.output
         evaluators = repeat_evaluation(cfg, runner, scenario, ctx, cost, Split(out["x"], out["y"]), out["weights"],
-                                       steps, final)
+                                       run.steps, final)
         final = {**final, **{k: v for k, v in evaluators.items() if k.endswith(("_mean", "_std"))}}
-    if track_weights:
+    if kind == "reweighter":
         artifacts["pool_weights"] = weights.numpy()
-        summary["effective_budget"] = method.effective_budget(ctx)
-    quality = selection_quality(weights, scenario.truth, domain_names=scenario.class_names) if len(weights) == len(scenario.pool) else {}
+        summary["effective_budget"] = run.method.effective_budget(ctx)
+    quality = selection_quality(weights, scenario.truth, domain_names=scenario.class_names) \
+        if len(weights) == len(scenario.pool) else {}
     return {
         "metrics": final,
+        "best_val": progress.best.best,
         "objective": objective_of(cfg, final),
-        "curve": curve,
-        "steps": steps,
-        "resumed_from_step": start or None,
+        "curve": progress.curve,
+        "steps": run.steps,
+        "resumed_from_step": progress.start or None,
         **({"evaluators": evaluators} if evaluators is not None else {}),
         "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},
-        "selection": {**summary, "budget_use": entry.cls.budget_use, "quality": quality},
+        "selection": {**summary, "budget_use": run.entry.cls.budget_use, "quality": quality},
     }

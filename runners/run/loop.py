@@ -18,6 +18,12 @@ from tqdm.auto import tqdm
 from selbench.core.errors import ConfigError, DivergedError
 
 
+def trainable_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
+    """The runner's optimiser over the model's trainable parameters: frozen ones (a LoRA base
+    model) are not the optimiser's, so no weight decay or noise reaches them."""
+    return make_optimizer([p for p in model.parameters() if p.requires_grad], cfg)
+
+
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
     name = str(cfg.name)
     if name == "sgd":
@@ -45,14 +51,23 @@ def eval_points(steps: int, every: int) -> list[int]:
     return pts
 
 
+PRECISIONS = ("fp32", "bf16")
+
+
+def check_precision(precision) -> str:
+    """``runner.precision`` (unset = ``fp32``), or one line naming the bad value: the one check,
+    before launch (``validate.py``) and at the loop's start."""
+    precision = str(precision or "fp32")
+    if precision not in PRECISIONS:
+        raise ConfigError(f"runner.precision={precision!r} (choose from: {', '.join(PRECISIONS)})")
+    return precision
+
+
 def autocast_for(precision: str, device: torch.device | str):
     """The ``runner.precision`` context: ``fp32`` (none) or ``bf16`` (``torch.autocast``)."""
-    precision = str(precision or "fp32")
-    if precision == "fp32":
+    if check_precision(precision) == "fp32":
         return contextlib.nullcontext()
-    if precision == "bf16":
-        return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
-    raise ConfigError(f"runner.precision={precision!r} (choose from: fp32, bf16)")
+    return torch.autocast(device_type=torch.device(device).type, dtype=torch.bfloat16)
 
 
 class StepStats:

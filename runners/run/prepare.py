@@ -4,7 +4,7 @@ synthesizer synthesises, a reweighter sets up its own update step.  Looked up in
 
 Every kind hands the loop a ``step_fn(step) -> stats`` whose real update trains on the
 same number of examples per step as every other method when ``runner.match_examples``
-is on (see ``train_batch_sizes``).
+is on (``ctx.examples``: ``methods.base.StepExamples``, resolved by ``runners/run/context.py``).
 """
 from __future__ import annotations
 
@@ -31,17 +31,18 @@ class Prepared:
     output: dict = field(default_factory=dict)  # the offline phase's result, kept in checkpoints
 
 
-def _fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | None, optimizer,
-                       generator: torch.Generator | None = None):
+def fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | None, optimizer):
+    """A fixed training set's step (a selection, a synthetic set; also a synthesizer's repeated
+    evaluators): cyclic batches of ``ctx.examples.pool``, weighted when ``weights`` is given."""
     if len(data) == 0:
         raise ConfigError("the method selected an empty training set")
-    sampler = CyclicSampler(len(data), generator if generator is not None else ctx.generator)
+    sampler = CyclicSampler(len(data), ctx.generator)
     if ctx.data_on_device:  # once, not a host→device copy of every batch
         data = Split(data.x.to(ctx.device), data.y.to(ctx.device))
         weights = None if weights is None else weights.to(ctx.device)
 
     def step_fn(step: int) -> dict:
-        idx = sampler.next(ctx.batch_size)
+        idx = sampler.next(ctx.examples.pool)
         w = None if weights is None else weights[idx]
         return {"loss": weighted_step(ctx, optimizer, data.x[idx], data.y[idx], w)}
 
@@ -73,10 +74,7 @@ def prepare_selector(method, ctx: RunContext, optimizer, cost, restored: dict | 
     artifacts = {"pool_indices": idx.numpy(), "pool_weights": vec.numpy()}
     if sel.scores is not None:
         artifacts["scores"] = sel.scores.float().cpu().numpy()
-    # batches from a fresh stream of the run seed, not from whatever the selection left of ctx.generator:
-    # two selectors that keep the same set train identically (common random numbers), and a selection
-    # saved and read back by from_selection reproduces its run
-    step_fn, sampler = _fixed_set_trainer(ctx, data, w_all, optimizer, torch.Generator().manual_seed(ctx.seed))
+    step_fn, sampler = fixed_set_trainer(ctx, data, w_all, optimizer)
     output = {"pool_indices": idx, "pool_weights": sel.pool_weights, "target_repeats": sel.target_repeats,
               "scores": sel.scores, "info": sel.info}
     return Prepared(step_fn, lambda: vec, summary, artifacts, [sampler], output)
@@ -87,7 +85,7 @@ def prepare_reweighter(method, ctx: RunContext, optimizer, cost, restored: dict 
     pool_s, tgt_s = CyclicSampler(ctx.n_pool, ctx.generator), CyclicSampler(len(ctx.target), ctx.generator)
 
     def step_fn(step: int) -> dict:
-        return method.step(ctx, step, pool_s.next(ctx.batch_size), tgt_s.next(ctx.target_batch_size))
+        return method.step(ctx, step, pool_s.next(ctx.examples.pool), tgt_s.next(ctx.examples.target))
 
     return Prepared(step_fn, lambda: method.pool_weights(ctx).float().cpu(),
                     {"n_train": ctx.n_pool + len(ctx.target)}, {}, [pool_s, tgt_s])
@@ -109,7 +107,7 @@ def prepare_synthesizer(method, ctx: RunContext, optimizer, cost, restored: dict
     if used is not None:
         vec[torch.as_tensor(used).long().cpu()] = 1.0
     summary = {"n_train": len(syn.data), "storage_bytes": syn.storage_bytes, **syn.info}
-    step_fn, sampler = _fixed_set_trainer(ctx, syn.data, syn.weights, optimizer)
+    step_fn, sampler = fixed_set_trainer(ctx, syn.data, syn.weights, optimizer)
     output = {"x": syn.data.x, "y": syn.data.y, "storage_bytes": syn.storage_bytes, "weights": syn.weights,
               "info": syn.info, "pool_indices": used}
     return Prepared(step_fn, lambda: vec, summary, {"pool_weights": vec.numpy()}, [sampler], output)
@@ -117,45 +115,3 @@ def prepare_synthesizer(method, ctx: RunContext, optimizer, cost, restored: dict
 
 PREPARE = {"selector": prepare_selector, "reweighter": prepare_reweighter, "synthesizer": prepare_synthesizer}
 
-
-
-
-def repeat_evaluation(cfg, runner, scenario, ctx: RunContext, cost, data: Split, weights, steps: int,
-                      first: dict) -> dict:
-    """Synthesizers only (``runner.eval_repeats`` = N > 1): train N − 1 more fresh evaluators
-    (seeds ``seed·1000 + r``) from scratch on the same synthetic set for the same steps, and
-    return test / val accuracy over all N (the first is the run's own evaluator) as mean ± std."""
-    import dataclasses
-    import statistics
-
-    from selbench.runners.run.loop import make_optimizer, make_schedule
-
-    n = int(cfg.runner.get("eval_repeats") or 1)
-    cap = cfg.scale.get("max_eval_repeats")
-    n = min(n, int(cap)) if cap is not None else n
-    runs = [first]
-    for r in range(1, n):
-        seed = int(cfg.seed) * 1000 + r
-        torch.manual_seed(seed)
-        adapter = runner.build_adapter(cfg, scenario, cost, ctx.device)
-        opt = make_optimizer([p for p in adapter.model.parameters() if p.requires_grad], cfg.runner.optimizer)
-        sched = make_schedule(opt, str(cfg.runner.schedule), steps)
-        sub = dataclasses.replace(ctx, adapter=adapter, generator=torch.Generator().manual_seed(seed))
-        step_fn, _ = _fixed_set_trainer(sub, data, weights, opt)
-        with cost.phase("eval_repeats"):
-            for s in range(steps):
-                step_fn(s + 1)
-                if sched is not None:
-                    sched.step()
-            m = {f"test_{k}": v for k, v in adapter.evaluate(scenario.test).items()}
-            if scenario.val is not None and len(scenario.val):
-                m.update({f"val_{k}": v for k, v in adapter.evaluate(scenario.val).items()})
-        runs.append(m)
-    out: dict = {"repeats": n}
-    for key in ("test_accuracy", "val_accuracy"):
-        vals = [float(m[key]) for m in runs if m.get(key) is not None]
-        if vals:
-            out[key] = vals
-            out[f"{key}_mean"] = statistics.fmean(vals)
-            out[f"{key}_std"] = statistics.stdev(vals) if len(vals) > 1 else 0.0
-    return out
