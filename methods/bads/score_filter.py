@@ -4,9 +4,9 @@ filtering* by a fixed per-example score.
 
 **Proxies in place.**  A method has no model factory (``methods/`` sees the task only
 through the adapter), so a proxy is the run's own model trained in place from its
-initial state, the way the gradient selectors warm theirs up (one proxy trainer for both:
-``methods/common/proxy.py``): ``snapshot`` the state, train with the runner's optimiser config (a fresh optimiser),
-read losses, ``restore`` the exact initial state. A proxy's updates are not the run's
+initial state, the way the gradient selectors warm theirs up (one proxy trainer for
+both: ``methods/common/proxy.py``): ``snapshot`` the state, train with the runner's
+optimiser config (a fresh optimiser), read losses, ``restore`` the exact initial state. A proxy's updates are not the run's
 training: they count as forward / backward examples, never as ``train`` examples (the
 equal-compute counter is about the model that is evaluated).
 
