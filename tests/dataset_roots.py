@@ -17,12 +17,15 @@ from __future__ import annotations
 import atexit
 import gzip
 import pickle
+import re
 import shutil
 import struct
 import tempfile
 from pathlib import Path
 
 import numpy as np
+
+from selbench.datasets.base import SOURCES
 
 #: per-class train / test counts (a dict: class -> count, or one count for every class)
 MNIST_TRAIN = {c: 10 for c in range(10)} | {4: 60, 9: 660}
@@ -107,3 +110,12 @@ def tiny_root(name: str) -> Path:
         atexit.register(shutil.rmtree, base, True)
         _MADE[name] = WRITERS[name](base)
     return _MADE[name]
+
+
+_DATASET = re.compile(r"override /dataset:\s*(\S+)")
+
+
+def root_dataset(preset: Path) -> str | None:
+    """The dataset an experiment preset overrides to, when that dataset exists only under ``dataset.root``."""
+    m = _DATASET.search(preset.read_text())
+    return m.group(1) if m and m.group(1) in SOURCES and getattr(SOURCES[m.group(1)], "needs_root", False) else None

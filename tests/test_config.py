@@ -27,11 +27,14 @@ def test_every_group_option_composes(group, option, tmp_path):
 
 
 @pytest.mark.parametrize("method", sorted(registered()))
-def test_every_method_composes(method):
+def test_every_method_composes(method, tmp_path):
     cls = registered()[method].cls
     on = [] if "vision" in cls.modalities else ["runner=language"]
     if getattr(cls, "needs_instruction_pairs", False):
         on += ["dataset=instructions", "scenario=instruction_mixture"]
+    if getattr(cls, "needs_input_file", False):  # from_selection trains on the selection file it is given
+        (tmp_path / "sel.txt").write_text("0\n5\n")
+        on += [f"method.path={tmp_path / 'sel.txt'}"]
     cfg = compose_cfg(on + [f"method={method}"])
     assert cfg.method.name == method
     check_config(cfg)

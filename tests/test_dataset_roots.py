@@ -9,7 +9,6 @@ and the slow suite runs it at full ``scale=debug``."""
 from __future__ import annotations
 
 import pickle
-import re
 from pathlib import Path
 
 import numpy as np
@@ -17,21 +16,13 @@ import pytest
 import torch
 
 from conftest import compose_cfg, selbench
-from dataset_roots import CIFAR10_TRAIN, MNIST_TRAIN, tiny_root, write_cifar10, write_mnist
+from dataset_roots import CIFAR10_TRAIN, MNIST_TRAIN, root_dataset, tiny_root, write_cifar10, write_mnist
 from selbench.core.errors import DataError
-from selbench.datasets.base import SOURCES
 from selbench.datasets.sources import load_source
 from selbench.methods.registry import registered
 from selbench.runners.run.job import run_job
 
 CONF = Path(__file__).resolve().parent.parent / "conf"
-_DATASET = re.compile(r"override /dataset:\s*(\S+)")
-
-
-def root_dataset(preset: Path) -> str | None:
-    """The dataset a preset overrides to, when that dataset exists only under ``dataset.root``."""
-    m = _DATASET.search(preset.read_text())
-    return m.group(1) if m and m.group(1) in SOURCES and getattr(SOURCES[m.group(1)], "needs_root", False) else None
 
 
 def root_preset_runs(quick: bool) -> list:

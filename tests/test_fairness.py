@@ -10,6 +10,7 @@ import numpy as np
 import pytest
 
 from conftest import TINY, compose_cfg, selbench
+from dataset_roots import root_dataset
 from selbench.core.errors import ConfigError, DataError
 from selbench.methods.registry import registered
 from selbench.methods.compute import matched_batches
@@ -55,6 +56,8 @@ def test_every_method_on_its_defaults_holds_on_every_scenario_family(tmp_path, m
     saturated at 0 or 1 everywhere, as a prior that is too stiff for the pool size produces)."""
     modality = "language" if "runner=language" in FAMILIES[family] else "vision"
     cls = registered()[method].cls
+    if getattr(cls, "needs_input_file", False):
+        pytest.skip(f"{method} has no defaults to run: it trains on a given file (tests/test_own_selection.py)")
     if modality not in cls.modalities:
         pytest.skip(f"{method} is written for {', '.join(cls.modalities)} only")
     if getattr(cls, "needs_instruction_pairs", False) and family == "text_mixture":
@@ -75,6 +78,8 @@ def test_every_method_on_its_defaults_holds_on_every_scenario_family(tmp_path, m
 @pytest.mark.parametrize("method", METHODS)
 def test_under_match_examples_every_method_trains_on_the_same_examples_per_step(tmp_path, method):
     cls = registered()[method].cls
+    if getattr(cls, "needs_input_file", False):
+        pytest.skip(f"{method} trains on a given file: tests/test_own_selection.py checks its examples per step")
     base, batch = (TINY, 64) if "vision" in cls.modalities else (FAMILIES["text_mixture"], 8)  # runner.batch_size
     if getattr(cls, "needs_instruction_pairs", False):
         base = INSTRUCTIONS
@@ -165,6 +170,8 @@ def _preset_runs() -> list:
         if exp.startswith("tune/"):
             continue
         methods = {"erm"} | {m.stem for m in (CONF / "method_preset" / exp).glob("*.yaml")}
+        if root_dataset(p):  # its data exists only under dataset.root: tests/test_dataset_roots.py runs it on a tiny root
+            continue
         text = "/runner: language" in p.read_text()
         for m in sorted(methods):
             entry = registered().get(m)
@@ -176,12 +183,10 @@ def _preset_runs() -> list:
 @pytest.mark.parametrize("experiment,method", _preset_runs())
 def test_every_experiment_preset_runs_at_debug_scale(tmp_path, experiment, method):
     """Like lightning-hydra-template's ``experiment=glob(*)`` smoke run: each preset, with its
-    methods' preset settings, runs for real at ``scale=debug`` (presets whose data needs a
-    root the machine does not have are skipped)."""
+    methods' preset settings, runs for real at ``scale=debug`` (presets whose data needs
+    ``dataset.root`` run on a tiny root in the dataset's own format: tests/test_dataset_roots.py)."""
     cfg = compose_cfg([f"experiment={experiment}", f"method={method}", "scale=debug", "runner.device=cpu",
                        "progress=false"], tmp_path)
-    if cfg.dataset.get("name") in ("mnist", "cifar10", "cifar100") and not cfg.dataset.get("root"):
-        pytest.skip(f"{experiment} needs dataset.root (nothing is downloaded)")
     rec = run_job(cfg)
     assert rec["status"] == "ok", rec.get("reason")
     assert rec["experiment"] == cfg.experiment_name and rec["steps"] == cfg.scale.max_steps
