@@ -102,9 +102,13 @@ def _methods(args, modality: str = "vision") -> tuple[list[str], list[dict]]:
     keep, skipped = ["erm"], []
     for n in names:
         try:
-            mods = getattr(get_method(split_spec(n)[0]).cls, "modalities", (modality,))
+            cls = get_method(split_spec(n)[0]).cls
+            mods = getattr(cls, "modalities", (modality,))
         except Exception as e:  # noqa: BLE001
             skipped.append({"method": n, "status": f"failed: {type(e).__name__}: {e}"[:300]})
+            continue
+        if getattr(cls, "needs_input_file", False):  # from_selection: a fixed-set trainer on a user's file
+            skipped.append({"method": n, "status": "skipped: trains on a given file (method.path)"})
             continue
         (keep.append(n) if modality in tuple(mods) else
          skipped.append({"method": n, "status": f"skipped: modalities {tuple(mods)}"}))
