@@ -10,7 +10,9 @@
   :data:`MEMORISATION_DROP` points below its accuracy at its best validation step, so the noise
   had not hurt it and there was nothing for the method to fix;
 * **method** — the setting was right: the method is behind at its own best validation step too
-  (not a matter of when to stop), or ahead there and decaying by the end.
+  (not a matter of when to stop), or ahead there and decaying by the end;
+* **method or implementation** — when none of the above applies (a cost or selection-quality
+  claim: no failed run, no mechanism to check, no best step), the measured value against the claim.
 
 The line always ends with the paired numbers it rests on (per-seed differences).
 """
@@ -44,8 +46,11 @@ def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.Da
         method = _method(claim, row, p)
         if method:
             parts.append(method)
-    per = ", ".join(f"{d:+.3g}" for d in p.diffs)
     what = "ratio" if claim.op == "ratio" and rival else "Δ" if rival else "value"
+    if not parts:  # no failed run, the right scale, no mechanism to check, no best-val counterpart
+        parts.append(f"method or implementation (these records cannot tell which): the mean {what} is "
+                     f"{p.mean:.3g} against the claimed {claim.direction} {claim.bound:g}")
+    per = ", ".join(f"{d:+.3g}" for d in p.diffs)
     parts.append(f"per-seed {what}{f' vs {rival}' if rival else ''}: {per}")
     return "; ".join(parts)
 
