@@ -92,6 +92,8 @@ def online_select(ctx: RunContext, cfg, lam: float) -> Selection:
     finally:
         model.load_state_dict(saved)
     idx = torch.tensor(chosen, dtype=torch.long)
+    if not feats_seen:  # a zero budget: nothing streamed
+        return Selection(idx, target_repeats=int(cfg.include_target), info={"protocol": "online", "n_windows": 0})
     seen = torch.cat(feats_seen)
     scores = torch.nan_to_num(scores, nan=float(scores[~scores.isnan()].min()))
     info = {"protocol": "online", "n_windows": n_windows, "passes": passes + 1, "proxy_updates": updates,
