@@ -34,6 +34,24 @@ class MethodConfig:
     name: str = MISSING
 
 
+@dataclass(frozen=True)
+class RunSettings:
+    """What a method's ``check_config`` may know of the run's training before launch, read from
+    the composed config in this one place (equal compute: :class:`StepExamples`): the runner
+    (``vision`` | ``language``), the optimiser's name and momentum, the learning-rate schedule."""
+
+    runner: str
+    optimizer: str
+    momentum: float
+    schedule: str
+
+    @classmethod
+    def of(cls, run_cfg: Any) -> "RunSettings":
+        rc = run_cfg.runner
+        return cls(str(rc.get("name")), str(rc.optimizer.name), float(rc.optimizer.get("momentum", 0.0) or 0.0),
+                   str(rc.get("schedule", "constant")))
+
+
 @dataclass
 class RunContext:
     """What a method sees.  Deliberately no ground truth and no test set."""

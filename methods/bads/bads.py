@@ -27,7 +27,7 @@ from torch import Tensor
 
 from selbench.core.errors import ConfigError
 from selbench.methods.bads.prior import PriorGain, WindowMean
-from selbench.methods.base import MethodConfig, Reweighter, RunContext, score_pool
+from selbench.methods.base import MethodConfig, Reweighter, RunContext, RunSettings, score_pool
 from selbench.methods.common.choice import Choice
 from selbench.methods.common.embedding_scorer import EmbeddingScorer, ScorerFeatures
 from selbench.methods.registry import register_method
@@ -132,11 +132,11 @@ class BADS(Reweighter):
 
     @classmethod
     def check_config(cls, cfg: Any, run_cfg: Any) -> None:
-        c, rc = _checked(cfg), run_cfg.runner
+        c, run = _checked(cfg), RunSettings.of(run_cfg)
         if c.noise == Noise.sgld:
-            _sgld_refusal(str(rc.optimizer.name), float(rc.optimizer.get("momentum", 0.0) or 0.0))
-        if c.theta_lr is not None and str(rc.get("schedule", "constant")) != "constant":
-            raise ConfigError(f"method.theta_lr cannot be combined with runner.schedule={rc.schedule}")
+            _sgld_refusal(run.optimizer, run.momentum)
+        if c.theta_lr is not None and run.schedule != "constant":
+            raise ConfigError(f"method.theta_lr cannot be combined with runner.schedule={run.schedule}")
 
     def setup(self, ctx: RunContext, optimizer: torch.optim.Optimizer) -> None:
         super().setup(ctx, optimizer)

@@ -45,7 +45,7 @@ from torch import Tensor
 
 from selbench.core.errors import ConfigError
 from selbench.core.modes import eval_mode
-from selbench.methods.base import MethodConfig, RunContext, Selection, Selector
+from selbench.methods.base import MethodConfig, RunContext, RunSettings, Selection, Selector
 from selbench.methods.common.proxy import ProxyData, warm_up
 from selbench.methods.registry import register_method
 from selbench.methods.common.text_lm import IGNORE, decode_pairs, has_prompts, instruct_lm, prompt_lengths, response_nll
@@ -77,7 +77,7 @@ class IFDConfig(MethodConfig):
 
 def check_instruction_data(name: str, run_cfg) -> None:
     """One line before launch when the run's data cannot have prompt/response pairs."""
-    if run_cfg is None or str(run_cfg.runner.get("name")) != "language":
+    if run_cfg is None or RunSettings.of(run_cfg).runner != "language":
         return
     ds, kind = str(run_cfg.dataset.get("name")), str(run_cfg.scenario.get("kind", run_cfg.scenario.get("name")))
     if ds not in PAIR_DATASETS or kind == "pretrain_selection":
