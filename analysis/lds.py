@@ -20,8 +20,8 @@ of the group's mean prediction against its mean target loss (``LDS_mean_loss``: 
 minimises).  ``τ`` predicts a rise of the output, i.e. a fall of the loss.  Targets whose values
 do not vary over the subsets are left out of the mean.
 
-``python -m selbench.analysis.lds RESULTS_DIR…`` prints the per-seed rows and their mean ± sd over
-seeds for every ``λ``.
+``python -m selbench.analysis.lds RESULTS_DIR… [--retrains N]`` prints the per-seed rows and their
+mean ± sd over seeds for every ``λ`` (``--retrains N``: against the first ``N`` retrainings only).
 """
 from __future__ import annotations
 
@@ -177,25 +177,31 @@ def write_summary(records: list[dict], out_dir: str | Path) -> Path | None:
 
 
 def main(argv: list[str] | None = None) -> int:
+    import argparse
+
     from selbench.analysis.records import load_runs
 
-    paths = sys.argv[1:] if argv is None else argv
-    if not paths:
-        print("usage: python -m selbench.analysis.lds RESULTS_DIR…", file=sys.stderr)
+    ap = argparse.ArgumentParser(prog="python -m selbench.analysis.lds",
+                                 description="LDS of lds_subset sweeps: per seed and every λ, then mean ± sd over seeds")
+    ap.add_argument("paths", nargs="+", help="results directories or record files")
+    ap.add_argument("--retrains", type=int, default=0,
+                    help="use only retrainings 0 … N−1 of each subset (0 = all): the LDS against fewer retrainings")
+    a = ap.parse_args(argv)
+    missing = [p for p in a.paths if not Path(p).exists()]
+    if missing or a.retrains < 0:
+        print(f"lds: {missing[0]} does not exist (give results directories or record files)" if missing else
+              f"lds: --retrains {a.retrains} must be >= 0 (0 = all)", file=sys.stderr)
         return 2
-    missing = [p for p in paths if not Path(p).exists()]
-    if missing:
-        print(f"lds: {missing[0]} does not exist (give results directories or record files)", file=sys.stderr)
-        return 2
-    rows = lds_groups(load_runs(paths).records, ablation=True)
+    recs = [r for r in load_runs(a.paths).records
+            if not a.retrains or int((r.get("selection") or {}).get("lds_retrain", 0)) < a.retrains]
+    rows = lds_groups(recs, ablation=True)
     if not rows:
-        print(f"no lds_subset group with >= 3 subsets under {', '.join(paths)}", file=sys.stderr)
+        print(f"no lds_subset group with >= 3 subsets under {', '.join(a.paths)}", file=sys.stderr)
         return 1
     pd.set_option("display.width", 250)
     print(pd.DataFrame(rows, columns=COLUMNS).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
-    agg = over_seeds(rows)
     print()
-    print(agg.to_string(index=False, float_format=lambda v: f"{v:.3f}"))
+    print(over_seeds(rows).to_string(index=False, float_format=lambda v: f"{v:.3f}"))
     return 0
 
 
