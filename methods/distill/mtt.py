@@ -104,12 +104,13 @@ def mtt_distill(ctx: RunContext, syn: Tensor, syn_y: Tensor, *, iters: int, lr_i
     net = make_embedder(shape, int(k.width), int(k.depth), ctx.generator, ctx.device, ctx.num_classes)
     syn = syn.detach().to(ctx.device).requires_grad_(True)
     syn_y = syn_y.to(ctx.device)
-    log_lr = torch.tensor(float(k.lr_teacher), device=ctx.device).log().requires_grad_(True)
-    groups = [{"params": [syn], "lr": lr_img}, {"params": [log_lr], "lr": float(k.lr_lr)}]
+    # α is learned directly, as the authors do (no clamp): learning log α instead scales α's steps by α²
+    # (1e-4 at α = 0.01), which froze it in the side-by-side run (docs/methods/autopalette.md)
+    syn_lr = torch.tensor(float(k.lr_teacher), device=ctx.device).requires_grad_(True)
+    groups = [{"params": [syn], "lr": lr_img}, {"params": [syn_lr], "lr": float(k.lr_lr)}]
     if extra_params:
         groups.append({"params": list(extra_params), "lr": lr_extra, "weight_decay": wd_extra})
     opt = torch.optim.SGD(groups, momentum=0.5)
-    # α is learned in log space so that it stays positive; the paper learns α directly and clamps nothing.
     n_batch = len(syn) if int(k.batch_syn) <= 0 else min(int(k.batch_syn), len(syn))
     for it in range(iters):
         e = experts[int(torch.randint(0, len(experts), (1,), generator=ctx.generator))]
@@ -118,7 +119,7 @@ def mtt_distill(ctx: RunContext, syn: Tensor, syn_y: Tensor, *, iters: int, lr_i
         target = [p.to(ctx.device) for p in e[s + int(k.expert_epochs)]]
         img, extra = transform(syn) if transform is not None else (syn, torch.zeros((), device=ctx.device))
         batches = [b.to(ctx.device) for b in student_batches(len(img), n_batch, int(k.syn_steps), ctx.generator)]
-        loss_mtt = matching_loss(net, img, syn_y, start, target, log_lr.exp(), batches)
+        loss_mtt = matching_loss(net, img, syn_y, start, target, syn_lr, batches)
         n_seen = sum(len(b) for b in batches)
         ctx.cost.count(forward=n_seen, backward=n_seen)
         opt.zero_grad(set_to_none=True)
@@ -126,7 +127,7 @@ def mtt_distill(ctx: RunContext, syn: Tensor, syn_y: Tensor, *, iters: int, lr_i
         opt.step()
         if on_step is not None:
             on_step(it, {"dm_loss": float(loss_mtt.detach()), "extra_loss": float(extra.detach()),
-                         "syn_lr": float(log_lr.detach().exp())})
+                         "syn_lr": float(syn_lr.detach())})
     return syn.detach()
 
 

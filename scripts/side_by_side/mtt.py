@@ -34,7 +34,7 @@ from selbench.methods.distill.mtt import MTTKnobs, expert_trajectories, mtt_dist
 
 def load(per_class_pool: int):
     xtr, ytr, *_ = _patches(32, 8, 0.3)
-    u8 = torch.from_numpy(xtr).float() / 255
+    u8 = torch.from_numpy(xtr).to(torch.get_default_dtype()) / 255
     x = (u8 - u8.mean((0, 2, 3), keepdim=True)) / u8.std((0, 2, 3), keepdim=True)
     y = torch.from_numpy(ytr)
     keep = torch.cat([torch.nonzero(y == c).flatten()[:per_class_pool] for c in range(int(y.max()) + 1)])
@@ -99,8 +99,11 @@ def main():
     ap.add_argument("--lr-img", dest="lr_img", type=float, default=100.0)
     ap.add_argument("--lr-lr", dest="lr_lr", type=float, default=1e-5)
     ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--double", action="store_true", help="float64 on both sides")
     args = ap.parse_args()
     torch.set_num_threads(1)
+    if args.double:
+        torch.set_default_dtype(torch.float64)
     pool, num_classes = load(args.per_class_pool)
     k = MTTKnobs(n_experts=2, expert_epochs_total=3, expert_epochs=2, max_start_epoch=1, syn_steps=8,
                  batch_syn=args.batch_syn, lr_lr=args.lr_lr, expert_batch=64, width=16, depth=3)
