@@ -3,7 +3,7 @@ not measured and why, then the verdict table — every number read from the pass
 (``times.tsv`` that ``scripts/claims.sh`` appends per multirun, and the run records), none typed in.
 
     python -m selbench.analysis.claims_doc results/claims-small --out docs/claims.md \\
-        --command 'make claims SEEDS=0,1,2' [--stopped 'why the pass stopped before the end']
+        --command 'make claims SEEDS=0,1,2' [--stopped 'why the pass stopped before the end'] [--preface F.md]
 
 A planned multirun with no line in ``times.tsv`` was not reached; ``--stopped`` says why (e.g. a
 deadline), and the claims it would have measured read "not measured" in the table.
@@ -65,7 +65,8 @@ def pass_section(results: Path, command: str, stopped: str) -> list[str]:
     return lines
 
 
-def write_doc(results, out, command: str, stopped: str = "") -> str:
+def write_doc(results, out, command: str, stopped: str = "", preface: str = "") -> str:
+    """Write the page; ``preface``: prose placed after the pass section (context, never a verdict)."""
     results = Path(results)
     runs = load_runs([results])
     table = claims_table(runs.df, records=runs.records)
@@ -73,7 +74,7 @@ def write_doc(results, out, command: str, stopped: str = "") -> str:
             "Every documented claim (`analysis/claims_registry.py`) judged from run records by "
             "`selbench-report --claims`; each claim's setting and why it lets the paper's mechanism show are "
             "in the table's last column. How to read a verdict: the notes under the table.", "",
-            "## The pass", "", *pass_section(results, command, stopped), "",
+            "## The pass", "", *pass_section(results, command, stopped), "", *([preface.strip(), ""] if preface else []),
             f"{len(runs.df)} run records read ({len(runs.failed)} failed runs, {len(runs.errors)} unreadable "
             "or malformed).", "", "## Verdicts", "", table.to_markdown(), ""]
     text = "\n".join(body)
@@ -87,11 +88,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default="docs/claims.md")
     ap.add_argument("--command", default="make claims", help="the command that ran the pass, as documented")
     ap.add_argument("--stopped", default="", help="why multiruns without a times.tsv line were not reached")
+    ap.add_argument("--preface", help="a Markdown file placed after the pass section (context, never verdicts)")
     args = ap.parse_args(argv)
     if not Path(args.results).is_dir():
         print(f"claims_doc: error: no results dir {args.results}", file=sys.stderr)
         return 2
-    write_doc(args.results, args.out, args.command, args.stopped)
+    preface = Path(args.preface).read_text() if args.preface else ""
+    write_doc(args.results, args.out, args.command, args.stopped, preface)
     print(f"claims_doc: wrote {args.out}", file=sys.stderr)
     return 0
 
