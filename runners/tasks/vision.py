@@ -42,7 +42,7 @@ def check_config(cfg) -> None:
     source = SOURCES.lookup(cfg.dataset.name)
     root = cfg.dataset.get("root")
     if not root and source.needs_root:
-        raise ConfigError(f"dataset={cfg.dataset.name} needs dataset.root=<dir holding its torchvision files> "
+        raise ConfigError(f"dataset={cfg.dataset.name} needs dataset.root=<dir holding its files> "
                           f"(nothing is downloaded)")
     if root and not Path(root).exists():
         raise ConfigError(f"dataset.root={root!r} does not exist")
