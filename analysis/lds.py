@@ -142,7 +142,7 @@ COLUMNS = ["setting", "seed", "budget", "models", "proj_dim", "projection", "lam
 def _text(data: pd.DataFrame) -> pd.DataFrame:
     text = data.copy()
     for c in data.columns:
-        if c.startswith("lds_"):
+        if c.startswith("lds_") or c == "noise_share":
             text[c] = [f"{v:.3f}" if isinstance(v, float) and math.isfinite(v) else "—" for v in data[c]]
     return text
 
