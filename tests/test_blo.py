@@ -230,6 +230,23 @@ def test_mwnet_and_blo_steps_move_their_weight_models(tmp_path):
         assert w.shape == (ctx.n_pool,) and torch.isfinite(w).all() and (w >= 0).all()
 
 
+@pytest.mark.parametrize("meta_optimizer", ["sgd", "adam"])
+def test_mwnet_meta_optimizer_steps_v_as_each_authors_release(tmp_path, meta_optimizer):
+    """sgd: the 2019 trainer's SGD(momentum 0.9, Nesterov): a first step moves φ by −lr·1.9·(g + wd·φ);
+    adam (the 2020 release): a first Adam step moves each coordinate by ≈ −lr·sign(g + wd·φ)."""
+    ctx, m, _ = make_ctx(tmp_path, "mwnet", [f"method.meta_optimizer={meta_optimizer}",
+                                               "method.meta_weight_decay=5e-4", "method.meta_lr=1e-3"])
+    before = [p.detach().clone() for p in m.vnet.parameters()]
+    m.step(ctx, 1, torch.arange(32), torch.arange(16))
+    for p, b in zip(m.vnet.parameters(), before):
+        g = p.grad + 5e-4 * b  # the meta-gradient the step used, with the optimiser's weight decay
+        if meta_optimizer == "sgd":
+            torch.testing.assert_close(p.detach() - b, -1e-3 * 1.9 * g, rtol=1e-3, atol=1e-7)  # float32 φ
+        else:
+            big = g.abs() > 1e-5  # Adam's first step: lr·g/(|g| + ε)
+            torch.testing.assert_close((p.detach() - b)[big], -1e-3 * g[big].sign(), rtol=2e-2, atol=1e-6)
+
+
 def test_blo_keeps_the_budget_fraction_of_a_large_batch(tmp_path):
     ctx, m, _ = make_ctx(tmp_path, "blo", ["budget=b020"])  # a hand-made ctx: match_examples off
     assert m.L == min(ctx.n_pool, math.ceil(ctx.batch_size / 0.2), m.cfg.max_large_batch) == 160

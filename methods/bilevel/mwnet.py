@@ -10,7 +10,7 @@ import torch
 from torch import Tensor, nn
 
 from selbench.methods.base import MethodConfig
-from selbench.methods.bilevel.lookahead import (LookaheadReweighter, MetaGrad, check_range, effective_sample_fraction,
+from selbench.methods.bilevel.lookahead import (Choice, LookaheadReweighter, MetaGrad, check_range, effective_sample_fraction,
                                         one_step_lookahead, param_dtype, reused_step, step_stats)
 from selbench.methods.registry import register_method
 
@@ -32,14 +32,23 @@ def sum_normalise(w: Tensor) -> Tensor:
     return w / torch.where(s != 0, s, torch.ones_like(s))
 
 
+class MetaOptimizer(Choice):
+    """V's optimiser, as in each of the authors' releases (docs/methods/mwnet.md)."""
+
+    adam = "adam"  # MW-Net.py (2020): Adam
+    sgd = "sgd"    # train_WRN-28-10_Meta_PGC.py (2019): SGD, momentum 0.9, Nesterov
+
+
 @dataclass
 class MWNetConfig(MethodConfig):
     hidden: int = 100               # 1 → 100 → 1 MLP (Shu et al.)
     #: normalise the batch's weights to sum 1 (official 2019 code, both steps); false = the
     #: later "code optimisation" release: unnormalised weights, batch mean
     normalize: bool = True
-    meta_lr: float = 1e-3           # Adam on φ
-    meta_weight_decay: float = 1e-4
+    #: V's optimiser: adam (the 2020 "stable" MW-Net.py) | sgd (the 2019 trainer: momentum 0.9, Nesterov)
+    meta_optimizer: MetaOptimizer = MetaOptimizer.adam
+    meta_lr: float = 1e-3           # lr on φ (both releases)
+    meta_weight_decay: float = 1e-4  # 2020: 1e-4; the 2019 trainer: 5e-4
     #: α of the virtual step; null = the main optimiser's current lr (the official code's meta_lr = lr)
     inner_lr: Optional[float] = None
     lookahead_params: str = "all"
@@ -58,7 +67,8 @@ class MWNet(LookaheadReweighter):
 
     1. ``θ'(φ) = θ − α ∇_θ Σ_i w_i(φ) l_i(θ)``, ``w_i(φ) = V(l_i; φ) / Σ_k V(l_k; φ)``, with
        ``V``'s input the *detached* loss (the official code's ``vnet(cost.data)``) — eq. (5);
-    2. ``φ ← Adam(φ, ∇_φ (1/M) Σ_j l_j^m(θ'(φ)))`` — eq. (6), lr 1e-3, weight decay 1e-4;
+    2. ``φ ← Adam(φ, ∇_φ (1/M) Σ_j l_j^m(θ'(φ)))`` — eq. (6), lr 1e-3, weight decay 1e-4
+       (``meta_optimizer=sgd``: the 2019 trainer's SGD, momentum 0.9, Nesterov);
     3. real step on ``Σ_i w_i l_i(θ)`` with ``V(·; φ_new)`` under no_grad — eq. (7).
 
     The batch normalisation ``V/ΣV`` is the official 2019 code's (guarded against 0);
@@ -79,7 +89,10 @@ class MWNet(LookaheadReweighter):
     plain ERM).
 
     Departures: the virtual step is plain SGD at the main lr (as in the code's
-    ``update_params``); the CIFAR lr decay of α follows the runner's schedule.
+    ``update_params``); the CIFAR lr decay of α follows the runner's schedule. The default pairs
+    the 2019 trainer's normalisation with the 2020 release's Adam on φ, which neither release ran:
+    ``meta_optimizer=sgd meta_weight_decay=5e-4`` is the 2019 trainer, ``normalize=false`` the 2020
+    one (both checked side by side with the authors' code, docs/methods/mwnet.md).
     """
     budget_use = "none"
 
@@ -93,8 +106,12 @@ class MWNet(LookaheadReweighter):
     def setup(self, ctx, optimizer):
         super().setup(ctx, optimizer)
         self.vnet = LossToWeight(self.cfg.hidden).to(ctx.device, param_dtype(ctx.model))
-        self.v_opt = torch.optim.Adam(self.vnet.parameters(), lr=self.cfg.meta_lr,
-                                      weight_decay=self.cfg.meta_weight_decay)
+        cfg = self.cfg
+        if cfg.meta_optimizer == MetaOptimizer.sgd:
+            self.v_opt = torch.optim.SGD(self.vnet.parameters(), lr=cfg.meta_lr, momentum=0.9, nesterov=True,
+                                         weight_decay=cfg.meta_weight_decay)
+        else:
+            self.v_opt = torch.optim.Adam(self.vnet.parameters(), lr=cfg.meta_lr, weight_decay=cfg.meta_weight_decay)
 
     def _weights(self, losses: Tensor) -> Tensor:
         w = self.vnet(losses)
