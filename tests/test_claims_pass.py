@@ -87,7 +87,7 @@ def test_patterns_select_and_order_the_presets_and_a_failure_is_reported(tmp_pat
     out = _pass(tmp_path, PRESETS="spice/digits* bads/mnist_balance", SEEDS="0", FAKE_FAIL="mnist")
     assert out.returncode == 1, out.stderr[-2000:]
     exps = [a[1] for a in _launched(tmp_path)]
-    assert exps == ["experiment=spice/digits_noise", "experiment=bads/mnist_balance", "experiment=bads/mnist_balance"]
+    assert exps == ["experiment=spice/digits_noise"] * 2 + ["experiment=bads/mnist_balance"] * 2
     assert "some runs failed" in out.stderr and "too few seeds" in out.stdout  # 1 seed: never a verdict
 
 
@@ -102,8 +102,9 @@ def test_the_claims_doc_says_what_ran_how_long_and_what_was_not_reached(tmp_path
     assert "Produced by `make claims PRESETS=spice/digits*` (scale=small, seeds 0,1,2" in text
     table = [ln for ln in text.splitlines() if ln.startswith("| `experiment=")]
     assert len(table) == len(rows("0,1,2"))
-    (spice,) = [ln for ln in table if "spice/digits_noise" in ln]
-    assert spice.endswith("| ok |") and "| 18 |" in spice
+    spice = [ln for ln in table if "spice/digits_noise" in ln]  # a clean pool and the 40% noise of the conflict claim
+    assert len(spice) == 2 and all(ln.endswith("| ok |") for ln in spice)
+    assert "scenario.noise.rate=0.0` | 18 |" in spice[0] and "scenario.noise.rate=0.4` | 6 |" in spice[1]
     assert sum("not reached: the pass was stopped at the deadline" in ln for ln in table) == \
         sum(1 for r in rows("0,1,2") if not r["skip"] and r["preset"] != "spice/digits_noise")
     assert "| verdict (final) |" in text and "spice-random@spice/digits_noise" not in text  # ids live in the CSV
