@@ -17,10 +17,13 @@ class CyclicSampler:
         self._perm, self._pos = torch.randperm(n, generator=generator), 0
 
     def state_dict(self) -> dict:
-        return {"perm": self._perm.clone(), "pos": self._pos}
+        # the generator too: a sampler may own a stream of its own (a selector's training batches)
+        return {"perm": self._perm.clone(), "pos": self._pos, "generator": self.g.get_state()}
 
     def load_state_dict(self, state: dict) -> None:
         self._perm, self._pos = state["perm"].clone(), int(state["pos"])
+        if "generator" in state:
+            self.g.set_state(state["generator"])
 
     def next(self, k: int) -> Tensor:
         out = []
