@@ -42,7 +42,12 @@ def pass_section(results: Path, command: str, stopped: str) -> list[str]:
     """The how-and-how-long section and the table of multiruns (measured, skipped, failed, not reached)."""
     times = read_times(results)
     seeds = times[0]["seeds"] if times else "0,1,2"
-    done = {(t["preset"], t["overrides"].strip()): t for t in times}
+    done: dict[tuple, dict] = {}  # a multirun launched more than once (a relaunch resumes): its times add up
+    for t in times:
+        key = (t["preset"], t["overrides"].strip())
+        prev = done.get(key)
+        walls = [float(x["wall_s"]) for x in (prev, t) if x and x.get("wall_s")]
+        done[key] = {**t, "wall_s": sum(walls) if walls else ""}
     planned = rows(seeds)
     measured = [float(t["wall_s"]) for t in times if t.get("wall_s")]
     scales = sorted({t["scale"] for t in times})
