@@ -93,19 +93,20 @@ def plot_accuracy_vs_cost(runs: Runs, path, metric: str = "test_accuracy") -> st
 
 
 def label_points(ax, x: np.ndarray, y: np.ndarray, labels: list[str], log_x: bool = False,
-                 near: float = 0.04) -> list[int]:
-    """Write each point's label beside it; a point within ``near`` (a fraction of the axis span, log
-    span for a log axis) of earlier points has its label stacked below theirs instead of on top of them.
-    Returns each label's stack level."""
+                 near_x: float = 0.15, near_y: float = 0.05) -> list[int]:
+    """Write each point's label to its right; a label that would run into an earlier one (points within
+    ``near_x`` of the x span — a label's width — and ``near_y`` of the y span; log span for a log axis)
+    is stacked below it instead of on top of it.  Returns each label's stack level."""
     xs = np.log10(np.clip(x, 1e-12, None)) if log_x else x.astype(float)
     span_x = max(float(np.ptp(xs)), 1e-9) if len(xs) else 1.0
     span_y = max(float(np.ptp(y)), 1e-9) if len(y) else 1.0
     levels: list[int] = []
     for i, lab in enumerate(labels):
-        close = [levels[j] for j in range(i) if abs(xs[i] - xs[j]) / span_x < near and abs(y[i] - y[j]) / span_y < near]
+        close = [levels[j] for j in range(i)
+                 if abs(xs[i] - xs[j]) / span_x < near_x and abs(y[i] - y[j]) / span_y < near_y]
         level = max(close) + 1 if close else 0
         levels.append(level)
-        ax.annotate(lab, (x[i], y[i]), xytext=(5, 3 - 8 * level), textcoords="offset points", fontsize=6, alpha=0.8)
+        ax.annotate(lab, (x[i], y[i]), xytext=(5, 3 - 9 * level), textcoords="offset points", fontsize=6, alpha=0.8)
     return levels
 
 
