@@ -4,8 +4,9 @@ goes through the same reader a user's real copy does (``datasets/roots.py``).
 
 Every such preset runs with every method it ships settings for (and ``erm``).  ResNet-32 and
 ConvNet steps on 32×32 batches of 120–256 take seconds each on 2 cores, so the default suite runs
-each preset for 3 steps (config, reader, scenario, model, method, loop and record all exercised)
-and the slow suite runs it at full ``scale=debug``."""
+each preset's selectors and reweighters for 3 steps (config, reader, scenario, model, method, loop
+and record all exercised); the slow suite runs every (preset, method) at full ``scale=debug``,
+the distillers included."""
 from __future__ import annotations
 
 import pickle
@@ -26,6 +27,9 @@ CONF = Path(__file__).resolve().parent.parent / "conf"
 
 
 def root_preset_runs(quick: bool) -> list:
+    """(preset, method) for every root preset and each method it ships settings for, and erm.
+    ``quick``: the selectors and reweighters only (a distiller's synthesis on 10–100 CIFAR classes
+    takes minutes of CPU even at 3 iterations: those run in the slow suite, with everything else)."""
     out = []
     for p in sorted((CONF / "experiment").rglob("*.yaml")):
         if root_dataset(p) is None:
@@ -33,6 +37,8 @@ def root_preset_runs(quick: bool) -> list:
         exp = str(p.relative_to(CONF / "experiment").with_suffix(""))
         methods = {"erm"} | {m.stem for m in (CONF / "method_preset" / exp).glob("*.yaml")}
         for m in sorted(methods):
+            if quick and registered()[m].cls.kind == "synthesizer":
+                continue
             out.append(pytest.param(exp, m, marks=[] if quick else [pytest.mark.slow]))
     return out
 
@@ -54,7 +60,7 @@ def test_the_root_presets_are_the_ones_the_issue_counts():
              if root_dataset(p)}
     assert {"autopalette/cifar10_ipc1", "autopalette/cifar10_ipc10", "autopalette/cifar100_ipc1",
             "autopalette/cifar100_ipc10", "bads/denoise_cifar10", "bads/mnist_balance_paper"} <= found
-    assert len(root_preset_runs(True)) >= 38
+    assert len(root_preset_runs(quick=False)) >= 38 and len(root_preset_runs(quick=True)) >= 14
 
 
 @pytest.mark.usefixtures("one_thread")
