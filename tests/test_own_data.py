@@ -145,6 +145,11 @@ def test_images_of_different_sizes_name_the_file_and_the_fix(tmp_path):
         load_source("image_folder", root=str(tmp_path))
 
 
+def test_arrays_without_a_path_names_the_key_to_set():
+    with pytest.raises(DataError, match="needs dataset.path="):
+        load_source("arrays")
+
+
 @pytest.mark.parametrize("arrays,msg", [
     ({"images": np.zeros((4, 8, 8), np.uint8)}, "needs 'images' and 'labels'"),
     ({"images": np.zeros((4, 8, 8), np.uint8), "labels": np.array([0, 1, 0])}, "one label per image"),
@@ -163,13 +168,13 @@ def test_a_bad_arrays_file_is_one_data_error(tmp_path, arrays, msg):
 
 @pytest.mark.parametrize("args", [
     ["dataset=arrays", "dataset.path=/no/such/file.npz"],
-    ["dataset=arrays"],
     ["dataset=image_folder", "dataset.root=NOTADIR"],
 ])
 def test_bad_own_data_paths_exit_2_with_one_line_and_write_nothing(tmp_path, args):
     (tmp_path / "NOTADIR").write_text("a file, not a folder")
-    out = selbench(*[a.replace("NOTADIR", str(tmp_path / "NOTADIR")) for a in args], "method=erm", cwd=tmp_path)
+    out = selbench(*[a.replace("NOTADIR", str(tmp_path / "NOTADIR")) for a in args], "method=erm",
+                   f"results_dir={tmp_path / 'results'}", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
     assert len(lines) == 1 and ("dataset" in lines[0]), out.stderr
-    assert not list(tmp_path.rglob("record.json"))
+    assert not (tmp_path / "results").exists() or not list((tmp_path / "results").rglob("record.json"))

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 
 from conftest import TINY, compose_cfg, selbench
+from selbench.core.errors import SelbenchError
 from selbench.datasets.sources import load_source
+from selbench.methods.baselines.from_selection import read_selection
 from selbench.runners.run.job import run_job
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -105,16 +107,24 @@ def test_a_selection_over_the_budget_is_refused_naming_the_sizes(tmp_path):
     ("1,0.5\n2\n", "some lines have a weight"),
     ("1,-1\n", "non-negative"),
     ("x\ny\n", "is not 'index'"),
+    ("index\n", "holds no indices"),
 ])
-def test_a_bad_selection_file_exits_2_with_one_line_before_launch(tmp_path, content, msg):
+def test_a_bad_selection_file_is_one_line_naming_it(tmp_path, content, msg):
     f = tmp_path / "sel.txt"
     if content is not None:
         f.write_text(content)
-    out = selbench("method=from_selection", f"method.path={f}", "dataset=digits", f"results_dir={tmp_path / 'r'}",
-                   cwd=tmp_path)
+    with pytest.raises(SelbenchError, match=msg) as e:
+        read_selection(str(f))
+    assert "\n" not in str(e.value) and "sel.txt" in str(e.value)
+
+
+def test_a_bad_selection_file_exits_2_with_one_line_before_launch(tmp_path):
+    (tmp_path / "sel.txt").write_text("1\n2\n2\n")
+    out = selbench("-m", "method=from_selection", f"method.path={tmp_path / 'sel.txt'}", "dataset=digits", "seed=0,1",
+                   f"results_dir={tmp_path / 'r'}", cwd=tmp_path)
     assert out.returncode == 2, out.stderr
     lines = [ln for ln in out.stderr.splitlines() if ln.strip()]
-    assert len(lines) == 1 and msg in lines[0], out.stderr
+    assert len(lines) == 1 and "appears more than once" in lines[0], out.stderr
     assert not list(tmp_path.rglob("record.json"))
 
 
