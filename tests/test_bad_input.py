@@ -85,6 +85,13 @@ def test_cuda_without_cuda_is_refused_before_launch(tmp_path, monkeypatch, capsy
     assert not list(tmp_path.iterdir())
 
 
+def test_cuda_is_left_to_the_job_when_jobs_run_on_cluster_nodes(tmp_path):
+    """A Slurm launch is made from a login node: its lack of a GPU says nothing about the job's."""
+    from selbench.runners.run.validate import validate_overrides
+
+    validate_overrides(["launcher=slurm", "runner.device=cuda", "scale=debug", f"results_dir={tmp_path / 'r'}"])
+
+
 def test_a_default_pool_larger_than_the_data_is_named_before_launch(tmp_path):
     from selbench.runners.run.validate import validate_overrides
 

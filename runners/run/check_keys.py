@@ -41,13 +41,15 @@ def _bool(name: str, v) -> None:
         raise ConfigError(f"{name}={v!r} (choose from: true, false)")
 
 
-def check_device(name: str) -> None:
+def check_device(name: str, local: bool = True) -> None:
     import torch
 
     name = str(name)
     if name in ("auto", "cpu"):
         return
     if name == "cuda" or (name.startswith("cuda:") and name[5:].isdigit()):
+        if not local:
+            return
         if not torch.cuda.is_available():
             raise ConfigError(f"runner.device={name!r} but no CUDA device is available (use cpu or auto)")
         n = torch.cuda.device_count()
@@ -57,7 +59,7 @@ def check_device(name: str) -> None:
     raise ConfigError(f"runner.device={name!r} (choose from: auto, cpu, cuda, cuda:N)")
 
 
-def check_runner(rc: DictConfig) -> None:
+def check_runner(rc: DictConfig, local_devices: bool = True) -> None:
     """Every runner value, before launch (each would otherwise fail mid-run or be ignored)."""
     import torch
 
@@ -75,7 +77,7 @@ def check_runner(rc: DictConfig) -> None:
     if str(rc.get("data_on_device", "auto")) not in ("auto", "True", "False"):
         raise ConfigError(f"runner.data_on_device={rc.data_on_device!r} (choose from: auto, true, false)")
     check_precision(rc.get("precision"))
-    check_device(rc.get("device", "auto"))
+    check_device(rc.get("device", "auto"), local_devices)
     opt = rc.optimizer
     lr = opt.get("lr")
     try:

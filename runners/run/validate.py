@@ -39,14 +39,16 @@ def _range(name: str, value, lo, hi, lo_open=False, hi_open=False):
 _PASSED: set[str] = set()
 
 
-def check_config(cfg: DictConfig) -> None:
-    key = OmegaConf.to_yaml(cfg)
+def check_config(cfg: DictConfig, local_devices: bool = True) -> None:
+    """``local_devices=False``: the jobs run on other machines (Slurm), so whether *this* one has
+    CUDA says nothing; the device is then checked in the job."""
+    key = OmegaConf.to_yaml(cfg) + f"\n#local_devices={local_devices}"
     if key not in _PASSED:
-        _check_config(cfg)
+        _check_config(cfg, local_devices)
         _PASSED.add(key)
 
 
-def _check_config(cfg: DictConfig) -> None:
+def _check_config(cfg: DictConfig, local_devices: bool = True) -> None:
     _range("budget.fraction", cfg.budget.fraction, 0, 1, lo_open=True)
     objective = str(cfg.get("objective") or "")
     if not objective.startswith("val_"):
@@ -54,7 +56,7 @@ def _check_config(cfg: DictConfig) -> None:
                           f"the test set is only for the final number, never for tuning")
     if not isinstance(cfg.seed, int) or isinstance(cfg.seed, bool) or cfg.seed < 0:
         raise ConfigError(f"seed={cfg.seed!r} must be a non-negative integer")
-    check_runner(cfg.runner)
+    check_runner(cfg.runner, local_devices)
     progress = cfg.get("progress", "auto")
     if progress not in ("auto", True, False):
         raise ConfigError(f"progress={progress!r} (choose from: auto, true, false)")
@@ -165,6 +167,8 @@ class Plan:
         else:
             self.n_jobs = int(sweeper.get("n_trials") or 0) or None
         self.multirun = str(hcfg.hydra.mode) == "RunMode.MULTIRUN"
+        #: jobs run on other machines (a cluster launcher): this machine's devices are not theirs
+        self.remote = "slurm" in str(hcfg.hydra.launcher.get("_target_") or "").lower()
 
     @property
     def needs_validation(self) -> bool:
@@ -194,7 +198,7 @@ def validate_plan(overrides: list[str], config_name: str = "config") -> Plan:
             except (HydraException, OmegaConfBaseException) as e:
                 raise ConfigError(_one_line(e)) from None
             check_added_keys(variant, cfg, CONF_DIR)
-            check_config(cfg)
+            check_config(cfg, local_devices=not plan.remote)
             writable.setdefault(str(cfg.results_dir), "results_dir")
             if cfg.get("cache_dir"):
                 writable.setdefault(str(cfg.cache_dir), "cache_dir")
