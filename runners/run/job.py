@@ -107,7 +107,7 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
         rec.atomic_save_npz(run_dir / "selection.npz", **artifacts, **{f"truth_{k}": v for k, v in truth.items()})
         rec.write_record(run_dir, record, Path(cfg.results_dir))  # last: the completion marker; paths relative
     except OSError as e:
-        raise SelbenchError(f"cannot write the results of {run_dir}: {e.strerror or e}") from None
+        raise SelbenchError(f"cannot write {e.filename or run_dir}: {e.strerror or e}") from None
     if record["status"] == "ok" and not cfg.runner.get("keep_checkpoint", False):
         (run_dir / ckpt.CHECKPOINT).unlink(missing_ok=True)
     logger.finish(record)
