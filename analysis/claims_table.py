@@ -39,7 +39,7 @@ def estimate(e, lo, hi, n) -> str:
 
 def claims_table(df: pd.DataFrame, claims: list[Claim] | None = None, records: list[dict] | None = None) -> Table:
     data = judge(df, claims, records)
-    best_val = [NA if v == NA else f"{estimate(e, lo, hi, n)}: {v}" for e, lo, hi, n, v in zip(
+    best_val = [NA if not isinstance(v, str) or v == NA else f"{estimate(e, lo, hi, n)}: {v}" for e, lo, hi, n, v in zip(
         data["best_val_estimate"], data["best_val_lo"], data["best_val_hi"], data["best_val_seeds"],
         data["best_val_verdict"])]
     text = pd.DataFrame({

@@ -218,3 +218,12 @@ def test_overlapping_points_in_accuracy_vs_cost_are_labelled_apart():
     offsets = [t.xyann for t in ax.texts]
     assert len({offsets[i] for i in (0, 1, 3)}) == 3  # the three close points' labels are stacked, not on top
     plt.close(fig)
+
+
+def test_claims_without_records_show_no_best_val_cell(tmp_path):
+    from selbench.analysis.claims_table import claims_table
+
+    write(tmp_path, "erm", 0, 50.0, best=60.0)
+    c = Claim("x", "L2RW", "l2rw beats erm", "nowhere/*", "l2rw", ("erm",))
+    cell = claims_table(load_runs([tmp_path]).df, [c]).text.iloc[0]["at best val: estimate [95% CI]: verdict"]
+    assert cell == "—"
