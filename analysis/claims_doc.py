@@ -18,6 +18,7 @@ from pathlib import Path
 
 from selbench.analysis.claims_plan import rows
 from selbench.analysis.claims_table import claims_table
+from selbench.analysis.paper import equal, lookup
 from selbench.analysis.records import load_runs
 from selbench.core.io import atomic_write_bytes
 
@@ -38,7 +39,21 @@ def _minutes(s) -> str:
     return f"{x / 60:.1f} min"
 
 
-def pass_section(results: Path, command: str, stopped: str) -> list[str]:
+def recorded(df, preset: str, overrides: str) -> int:
+    """How many run records belong to the multirun ``preset`` + ``overrides`` (its own sweep keys —
+    ``method.subset=range(…)`` — are not filters)."""
+    if df.empty or "experiment" not in df.columns:
+        return 0
+    sub = df[df["experiment"] == preset]
+    for kv in overrides.split():
+        k, v = kv.split("=", 1)
+        if "range(" in v or "," in v or k == "budget":
+            continue
+        sub = sub[[equal(lookup(r, k), v) for _, r in sub.iterrows()]] if len(sub) else sub
+    return len(sub)
+
+
+def pass_section(results: Path, command: str, stopped: str, df=None) -> list[str]:
     """The how-and-how-long section and the table of multiruns (measured, skipped, failed, not reached)."""
     times = read_times(results)
     seeds = times[0]["seeds"] if times else "0,1,2"
@@ -65,7 +80,9 @@ def pass_section(results: Path, command: str, stopped: str) -> list[str]:
         elif r["skip"]:
             status = f"skipped: {r['skip']}"
         else:
-            status = f"**not measured** — not reached{': ' + stopped if stopped else ''}"
+            n = recorded(df, r["preset"], r["overrides"]) if df is not None else 0
+            status = (f"**partly measured** — {n} of {r['jobs']} runs recorded when the pass stopped" if n else
+                      "**not measured** — not reached") + (f": {stopped}" if stopped else "")
         lines.append(f"| {name} | {r['jobs']} | {_minutes(t['wall_s']) if t else '—'} | {status} |")
     return lines
 
@@ -79,7 +96,7 @@ def write_doc(results, out, command: str, stopped: str = "", preface: str = "") 
             "Every documented claim (`analysis/claims_registry.py`) judged from run records by "
             "`selbench-report --claims`; each claim's setting and why it lets the paper's mechanism show are "
             "in the table's last column. How to read a verdict: the notes under the table.", "",
-            "## The pass", "", *pass_section(results, command, stopped), "", *([preface.strip(), ""] if preface else []),
+            "## The pass", "", *pass_section(results, command, stopped, runs.df), "", *([preface.strip(), ""] if preface else []),
             f"{len(runs.df)} run records read ({len(runs.failed)} failed runs, {len(runs.errors)} unreadable "
             "or malformed).", "", "## Verdicts", "", table.to_markdown(), ""]
     text = "\n".join(body)
