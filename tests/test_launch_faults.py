@@ -18,7 +18,7 @@ from selbench.runners.run.lock import LOCK, RunBusy, RunLock
 
 # ~2-4 s per job on a busy 2-core machine: long enough for two launches to overlap
 SLOW = [a for a in TINY if not a.startswith(("runner.steps", "runner.eval_every"))] + [
-    "runner.steps=2500", "runner.eval_every=100", "runner.checkpoint_every=100", "runner.threads=1"]
+    "runner.steps=1500", "runner.eval_every=100", "runner.checkpoint_every=100", "runner.threads=1"]
 
 
 def _records(root: Path) -> list[dict]:
@@ -143,7 +143,7 @@ def test_a_run_another_live_launch_holds_is_skipped_and_said_so_then_collected(t
 
 def test_ctrl_c_is_one_line_exit_130_and_the_relaunch_resumes_from_that_step(tmp_path):
     exe = Path(sys.executable).parent / "selbench"
-    args = [*SLOW, "method=random", "runner.steps=3000"]
+    args = [*SLOW, "method=random"]
     proc = subprocess.Popen([str(exe), *args], cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
                             text=True, start_new_session=True, env={**os.environ, "PYTHONWARNINGS": "ignore"})
     deadline = time.time() + 240
