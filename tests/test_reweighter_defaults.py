@@ -46,21 +46,27 @@ MEMORISE = ["dataset=fashion_mnist", "scenario=sym_noise", "scenario.pool_size=3
             "runner.device=cpu", "progress=false", "seed=0"]
 
 L2RW_DIVERGES = pytest.mark.xfail(strict=True, reason=(
-    "the published update with the shared optimiser (SGD 0.05, momentum 0.9) on a net without normalisation: "
-    "w = max(-g, 0)/sum concentrates a batch on the few largest aligned gradients (one example carried 94% "
-    "of a batch, gradient norm 257 vs 2.2 for the batch mean), the weight norm runs away and the loss is NaN "
-    "at step 474; the authors'-style reference code on the same batches does the same (docs/methods/l2rw.md)"))
+    "runs away (NaN, or chance accuracy before it): the published update with the shared optimiser (SGD 0.05, "
+    "momentum 0.9) on a net without normalisation; w = max(-g, 0)/sum concentrates a batch on the few largest "
+    "aligned gradients (one example carried 94% of a batch, a gradient 117x the batch mean's), the weight norm "
+    "runs away; the reference implementation on the same batches does the same (docs/methods/l2rw.md)"))
+
+
+@pytest.fixture(scope="module")
+def erm_memorising(tmp_path_factory):
+    rec = run_job(compose_cfg(MEMORISE + ["method=erm"], tmp_path_factory.mktemp("erm")))
+    # the regime is what it claims: erm memorises (its final accuracy is well below its best)
+    assert rec["status"] == "ok" and rec["best_val"]["metrics"]["test_accuracy"] - rec["metrics"]["test_accuracy"] > 0.1
+    return rec
 
 
 @needs_fashion
 @pytest.mark.slow
 @pytest.mark.parametrize("method", ["bads", pytest.param("l2rw", marks=L2RW_DIVERGES), "mwnet", "blo"])
-def test_long_training_neither_diverges_nor_ends_below_erm(tmp_path, method):
-    erm = run_job(compose_cfg(MEMORISE + ["method=erm"], tmp_path))
-    # the regime is what it claims: erm memorises (its final accuracy is well below its best)
-    assert erm["status"] == "ok" and erm["best_val"]["metrics"]["test_accuracy"] - erm["metrics"]["test_accuracy"] > 0.1
+def test_long_training_neither_diverges_nor_ends_below_erm(tmp_path, erm_memorising, method):
     rec = run_job(compose_cfg(MEMORISE + [f"method={method}"], tmp_path))
     assert rec["status"] == "ok", rec.get("reason")
     assert _finite(rec["metrics"]) and _finite(rec["best_val"]["metrics"])
-    assert min(rec["metrics"]["test_per_class_accuracy"]) > 0 or rec["metrics"]["test_accuracy"] > 0.5
-    assert rec["metrics"]["test_accuracy"] >= erm["metrics"]["test_accuracy"], (rec["metrics"], erm["metrics"])
+    per_class = rec["metrics"]["test_per_class_accuracy"]
+    assert sum(a > 0.05 for a in per_class) >= len(per_class) // 2, per_class  # not collapsed onto a few classes
+    assert rec["metrics"]["test_accuracy"] >= erm_memorising["metrics"]["test_accuracy"], rec["metrics"]
