@@ -30,7 +30,7 @@ from conftest import REPO  # conftest also loads the built-in methods
 DOCS = [REPO / "README.md", *sorted((REPO / "docs").rglob("*.md"))]
 SHELL_LANGS = {"bash", "sh", "shell", "console", ""}
 #: the commands a documented block may use; anything else fails the extraction
-KNOWN = ("selbench", "selbench-report", "python", "make", "pytest", "source", "pip", "export", "cd")
+KNOWN = ("selbench", "selbench-report", "python", "make", "pytest", "source", "pip", "export", "cd", "git")
 #: (pattern over the joined argv, reason): documented commands that are not run by this test
 NOT_RUN = [
     (r"^make (run|test|test-slow)\b", "the README's own set-up/test commands: CI runs them"),
@@ -40,7 +40,11 @@ NOT_RUN = [
     (r"launcher=slurm", "needs a Slurm cluster (launcher=submitit_local runs the same code path)"),
     (r"runner\.device=cuda|--device cuda", "needs a GPU"),
     (r"^python -m bench\b", "the benchmark's sections have their own tests (tests/test_bench.py)"),
+    (r"^git clone\b", "brings an authors' repository for a side-by-side run; their code never enters the project"),
+    (r"scripts/side_by_side/", "runs the authors' released code beside ours: needs their repository, cloned by hand"),
 ]
+#: a documented ``.venv/bin/python`` is the project's python: the path is dropped so the stub sees it
+VENV_PREFIX = re.compile(r"(?m)(^|[\s;&|(])\.venv/bin/(?=(python|selbench|selbench-report|pytest)\b)")
 #: placeholders in the docs that stand for the reader's own files
 PLACEHOLDER = re.compile(r"dataset\.root=(/data/\S*|DIR)\b|(dataset|method)\.path=(my\.jsonl|/data/\S*)")
 REFUSED = re.compile(r"#.*\brefused\b")
@@ -95,7 +99,7 @@ def _script(path: Path) -> str:
     shell session runs the blocks in order: a variable set in one block is seen by the next)."""
     lines = [""] * len(path.read_text().splitlines())
     for start, text in _blocks(path):
-        for k, ln in enumerate(text.splitlines()):
+        for k, ln in enumerate(VENV_PREFIX.sub(r"\1", text).splitlines()):
             lines[start - 1 + k] = ln
     return "\n".join(lines) + "\n"
 
@@ -108,8 +112,11 @@ def _calls(path: Path, tmp: Path) -> list[Call]:
         return []
     log = tmp / (rel.replace("/", "_") + ".log")
     log.write_text("")
-    res = subprocess.run(["bash", "-c", _STUB + _script(path)], env={"__LOG": str(log), "PATH": "/usr/bin:/bin"},
-                         capture_output=True, text=True, timeout=30)
+    # nothing on PATH and an empty folder to stand in: every command reaches a stub, none runs
+    sandbox = tmp / "sandbox"
+    sandbox.mkdir(exist_ok=True)
+    res = subprocess.run(["/bin/bash", "-c", _STUB + _script(path)], cwd=sandbox,
+                         env={"__LOG": str(log), "PATH": str(sandbox)}, capture_output=True, text=True, timeout=30)
     assert res.returncode == 0, f"{rel}: its code blocks are not valid shell: {res.stderr.strip()}"
     calls = []
     for rec in filter(None, log.read_text().split("\x1e")):
@@ -209,7 +216,7 @@ selbench() {{ if __skip "selbench $*"; then return 0; fi; "{bin_dir}/selbench" "
 selbench-report() {{ "{bin_dir}/selbench-report" "$@"; }}
 python() {{ if __skip "python $*"; then return 0; fi; "{sys.executable}" "$@"; }}
 make() {{ return 0; }}; pytest() {{ return 0; }}; source() {{ return 0; }}; pip() {{ return 0; }}
-export() {{ return 0; }}; cd() {{ return 0; }}
+export() {{ return 0; }}; cd() {{ return 0; }}; git() {{ return 0; }}
 set -e
 """
     env = {**os.environ, "PYTHONWARNINGS": "ignore"}
