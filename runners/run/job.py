@@ -104,7 +104,8 @@ def _run(cfg, entry, runner, seed: int, run_dir: Path) -> dict:
 
     truth = {k: v.cpu().numpy() for k, v in scenario.truth.items()}
     try:
-        rec.atomic_save_npz(run_dir / "selection.npz", **artifacts, **{f"truth_{k}": v for k, v in truth.items()})
+        index = {} if scenario.pool_index is None else {"pool_index": scenario.pool_index.cpu().numpy()}  # dataset's ids
+        rec.atomic_save_npz(run_dir / "selection.npz", **artifacts, **index, **{f"truth_{k}": v for k, v in truth.items()})
         rec.write_record(run_dir, record, Path(cfg.results_dir))  # last: the completion marker; paths relative
     except OSError as e:
         raise SelbenchError(f"cannot write {e.filename or run_dir}: {e.strerror or e}") from None

@@ -31,12 +31,13 @@ class Prepared:
     output: dict = field(default_factory=dict)  # the offline phase's result, kept in checkpoints
 
 
-def fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | None, optimizer):
+def fixed_set_trainer(ctx: RunContext, data: Split, weights: torch.Tensor | None, optimizer,
+                      generator: torch.Generator | None = None):
     """A fixed training set's step (a selection, a synthetic set; also a synthesizer's repeated
     evaluators): cyclic batches of ``ctx.examples.pool``, weighted when ``weights`` is given."""
     if len(data) == 0:
         raise ConfigError("the method selected an empty training set")
-    sampler = CyclicSampler(len(data), ctx.generator)
+    sampler = CyclicSampler(len(data), generator if generator is not None else ctx.generator)
     if ctx.data_on_device:  # once, not a host→device copy of every batch
         data = Split(data.x.to(ctx.device), data.y.to(ctx.device))
         weights = None if weights is None else weights.to(ctx.device)
@@ -74,7 +75,10 @@ def prepare_selector(method, ctx: RunContext, optimizer, cost, restored: dict | 
     artifacts = {"pool_indices": idx.numpy(), "pool_weights": vec.numpy()}
     if sel.scores is not None:
         artifacts["scores"] = sel.scores.float().cpu().numpy()
-    step_fn, sampler = fixed_set_trainer(ctx, data, w_all, optimizer)
+    # batches from a fresh stream of the run seed, not from whatever the selection left of ctx.generator:
+    # two selectors that keep the same set train identically (common random numbers), and a selection
+    # saved and read back by from_selection reproduces its run
+    step_fn, sampler = fixed_set_trainer(ctx, data, w_all, optimizer, torch.Generator().manual_seed(ctx.seed))
     output = {"pool_indices": idx, "pool_weights": sel.pool_weights, "target_repeats": sel.target_repeats,
               "scores": sel.scores, "info": sel.info}
     return Prepared(step_fn, lambda: vec, summary, artifacts, [sampler], output)
