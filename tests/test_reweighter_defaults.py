@@ -5,7 +5,8 @@ Default suite (seconds): each reweighter finishes a short run on its defaults wi
 
 Slow suite (``-m slow``, minutes): the memorisation regime (an MLP on Fashion-MNIST with 50% symmetric
 noise, a pool of 3,000 trained for ≈ 64 epochs, where ``erm`` memorises the noise): no NaN, and no
-finish below ``erm``.  Where a method still fails the failure is a finding, stated with its mechanism
+finish below ``erm``; and a rare class flipped into the majority where ``target_only`` learns: no
+one-class collapse.  Where a method still fails the failure is a finding, stated with its mechanism
 and numbers in the method's page and kept here as a strict xfail (docs/findings.md).
 """
 from __future__ import annotations
@@ -70,3 +71,26 @@ def test_long_training_neither_diverges_nor_ends_below_erm(tmp_path, erm_memoris
     per_class = rec["metrics"]["test_per_class_accuracy"]
     assert sum(a > 0.05 for a in per_class) >= len(per_class) // 2, per_class  # not collapsed onto a few classes
     assert rec["metrics"]["test_accuracy"] >= erm_memorising["metrics"]["test_accuracy"], rec["metrics"]
+
+
+#: a 1:200 minority (25 coats among 5,000 pullovers) with 40% of the coats labelled pullover, β = 0.005
+RARE_FLIPPED = ["dataset=fashion_mnist", "scenario=imbalance", "scenario.classes=[2,4]", "scenario.imbalance.minority=[4]",
+                "scenario.imbalance.minority_fraction=0.005", "scenario.pool_size=5000", "scenario.target_per_class=25",
+                "scenario.noise={kind:asymmetric,rate:0.4}", "~dataset.asym_map", "+dataset.asym_map={4:2}",
+                "budget=b0005", "scale=small", "runner.threads=1", "runner.device=cpu", "progress=false"]
+
+
+@needs_fashion
+@pytest.mark.slow
+@pytest.mark.parametrize("method", [pytest.param("blo", marks=pytest.mark.xfail(strict=True, reason=(
+    "measured 0.500/0.500/0.500 balanced accuracy vs target_only 0.727, also with the paper's kept count "
+    "(match_examples=false) and before the cached features: the scorer ranks the minority first but stays near "
+    "uniform, so the sampled kept batch is near-random (docs/methods/online_blo.md)")))])
+def test_no_one_class_collapse_where_target_only_learns(tmp_path, method):
+    def balanced(m):
+        return [run_job(compose_cfg(RARE_FLIPPED + [f"method={m}", f"seed={s}"], tmp_path))["metrics"]
+                ["test_balanced_accuracy"] for s in range(3)]
+    ref = balanced("target_only")
+    assert min(ref) > 0.6, ref  # target_only learns the task
+    got = balanced(method)
+    assert min(got) > 0.55, f"{method} predicted one class in some seed: {got} (target_only {ref})"
