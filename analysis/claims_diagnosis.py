@@ -42,11 +42,11 @@ def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.Da
     setting = _mechanism(claim, runs)
     if setting:
         parts.append(setting)
+    what = "ratio" if claim.op == "ratio" and rival else "Δ" if rival else "value"
     if not setting.startswith("setting: erm is not hurt"):
-        method = _method(claim, row, p)
+        method = _method(claim, row, p, what)
         if method:
             parts.append(method)
-    what = "ratio" if claim.op == "ratio" and rival else "Δ" if rival else "value"
     if not parts:  # no failed run, the right scale, no mechanism to check, no best-val counterpart
         parts.append(f"method or implementation (these records cannot tell which): the mean {what} is "
                      f"{p.mean:.3g} against the claimed {claim.direction} {claim.bound:g}")
@@ -72,15 +72,16 @@ def _mechanism(claim: Claim, runs: pd.DataFrame) -> str:
     return f"setting: erm memorises ({b:.1f} at its best validation step → {f:.1f} final)"
 
 
-def _method(claim: Claim, row: dict, p: Paired) -> str:
+def _method(claim: Claim, row: dict, p: Paired, what: str) -> str:
     bv, n = row.get("best_val_estimate"), row.get("best_val_seeds", 0)
     if not n or bv is None or pd.isna(bv):
         return ""
+    fmt = "{:+.3g}" if what == "Δ" else "{:.3g}"
+    at, end = f"{what} {fmt.format(bv)}", f"{what} {fmt.format(p.mean)}"
     ahead = (bv > claim.bound) if claim.direction == ">" else (bv < claim.bound)
     if ahead and row.get("best_val_verdict") == "holds":
-        return (f"method: ahead at its best validation step (Δ {bv:+.3g}, holds there) but not at the end "
-                f"(Δ {p.mean:+.3g}): it decays after its best step")
+        return (f"method: ahead at its best validation step ({at}, holds there) but not at the end ({end}): it "
+                f"decays after its best step")
     if ahead:
-        return f"method: at its best validation step Δ {bv:+.3g} (not decisive either), final Δ {p.mean:+.3g}"
-    return (f"method: behind at its best validation step too (Δ {bv:+.3g}), so it is not a matter of when to "
-            f"stop")
+        return f"method: at its best validation step {at} (not decisive either), final {end}"
+    return f"method: short of the claim at its best validation step too ({at}), so it is not a matter of when to stop"
