@@ -9,6 +9,8 @@
   (``mechanism="erm_memorises"``), ``erm``'s final test accuracy fell less than
   :data:`MEMORISATION_DROP` points below its accuracy at its best validation step, so the noise
   had not hurt it and there was nothing for the method to fix;
+  for a balancing claim (``mechanism="erm_one_class"``), ``erm``'s balanced accuracy is above
+  :data:`ONE_CLASS` (it learnt the minority without help);
 * **method** — the setting was right: the method is behind at its own best validation step too
   (not a matter of when to stop), or ahead there and decaying by the end;
 * **method or implementation** — when none of the above applies (a cost or selection-quality
@@ -26,6 +28,8 @@ from selbench.analysis.paired import Paired, per_seed
 
 #: erm memorises when its final accuracy is this many points below its best-validation accuracy
 MEMORISATION_DROP = 2.0
+#: erm predicts (nearly) one class when its balanced accuracy is at most this (points)
+ONE_CLASS = 55.0
 
 
 def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.DataFrame, rival, p: Paired,
@@ -43,7 +47,7 @@ def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.Da
     if setting:
         parts.append(setting)
     what = "ratio" if claim.op == "ratio" and rival else "Δ" if rival else "value"
-    if not setting.startswith("setting: erm is not hurt"):
+    if "erm is not hurt" not in setting:
         method = _method(claim, row, p, what)
         if method:
             parts.append(method)
@@ -56,9 +60,18 @@ def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.Da
 
 
 def _mechanism(claim: Claim, runs: pd.DataFrame) -> str:
+    erm = runs[runs["method"] == "erm"]
+    if claim.mechanism == "erm_one_class":
+        bal = per_seed(erm, "test_balanced_accuracy", 100.0)
+        if not bal:
+            return "setting: unknown whether the imbalance hurts erm (no erm runs)"
+        b = sum(bal.values()) / len(bal)
+        if b > ONE_CLASS:
+            return (f"setting: erm is not hurt here (balanced accuracy {b:.1f} > {ONE_CLASS:g}): the minority "
+                    "is learnt without help")
+        return f"setting: the imbalance is at work (erm's balanced accuracy {b:.1f}: one class predicted)"
     if claim.mechanism != "erm_memorises":
         return ""
-    erm = runs[runs["method"] == "erm"]
     metric = claim.metric if not claim.metric.startswith(("cost.", "q.", "sel.")) else "test_accuracy"
     final, best = per_seed(erm, metric, scale(metric)), per_seed(erm, f"best_val.{metric}", scale(metric))
     seeds = sorted(set(final) & set(best))

@@ -59,7 +59,7 @@ class Claim:
     note: str = ""
     runs_with: tuple[tuple[str, object], ...] = ()  # overrides the claims pass adds (not a filter on records)
     setting_why: str = ""           # why the preset and scale that judge it let the paper's mechanism show
-    mechanism: str = ""             # a check the diagnosis runs on the records ("erm_memorises"), or none
+    mechanism: str = ""             # a check the diagnosis runs on the records (analysis.claims_diagnosis)
 
     def methods(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((self.method, *self.versus)))
@@ -101,7 +101,7 @@ def _bads() -> list[Claim]:
     t25 = (("scenario.target_per_class", 25),)  # the preset's default; 5 is the paper's hard variant
     mem50, mem80 = (("scenario.noise.rate", 0.5), *MEMORISE), (("scenario.noise.rate", 0.8), *MEMORISE)
     why50, why80 = WHY_MEMORISE.format(rate=0.5), WHY_MEMORISE.format(rate=0.8)
-    bal = dict(setting_why=WHY_BALANCE.format(t=25), source=src)
+    bal = dict(setting_why=WHY_BALANCE.format(t=25), source=src, mechanism="erm_one_class")
     out = [Claim(f"bads-mnist-90-{m}", BADS, "MNIST 4-vs-9 balancing: every method but Mixing and ClassAct "
                  "exceeds 90% test accuracy", "bads/mnist_balance", m, bound=90.0, where=t25, **bal)
            for m in ("bads", "blo", "l2rw", "mwnet", "target_only", "random", "duplicate_target")]
@@ -112,7 +112,7 @@ def _bads() -> list[Claim]:
               "blo", NON_DPS, where=t25, **bal),
         *(Claim(f"bads-mnist5-90-{m}", BADS, "MNIST balancing with 5 target examples per class: only BADS and BLO "
                 "exceed 90%", "bads/mnist_balance", m, bound=90.0, direction=">" if m in ("bads", "blo") else "<",
-                where=(("scenario.target_per_class", 5),), source=src, setting_why=WHY_BALANCE.format(t=5))
+                where=(("scenario.target_per_class", 5),), **{**bal, "setting_why": WHY_BALANCE.format(t=5)})
           for m in ("bads", "blo", "target_only")),
         Claim("bads-denoise50-best", BADS, "Denoising at 50% noise: BADS is best by a noticeable margin",
               "bads/denoise", "bads", ("blo", "l2rw", "mwnet", *NON_DPS), where=mem50, source=src,

@@ -227,3 +227,19 @@ def test_claims_without_records_show_no_best_val_cell(tmp_path):
     c = Claim("x", "L2RW", "l2rw beats erm", "nowhere/*", "l2rw", ("erm",))
     cell = claims_table(load_runs([tmp_path]).df, [c]).text.iloc[0]["at best val: estimate [95% CI]: verdict"]
     assert cell == "—"
+
+
+def test_a_balancing_claim_checks_that_erm_predicts_one_class(tmp_path):
+    for s in range(3):
+        write(tmp_path / "a", "erm", s, 50.0, best=50.0)  # one class on a balanced test set
+        write(tmp_path / "a", "bads", s, 60.0 + s, best=60.0 + s)
+    c = Claim("x", "BADS", "bads exceeds 90%", "quickstart", "bads", bound=90.0, mechanism="erm_one_class")
+    row = judge(load_runs([tmp_path / "a"]).df, [c]).iloc[0]
+    assert row.verdict == FAILS
+    assert row.diagnosis.startswith("setting: the imbalance is at work (erm's balanced accuracy 50.0")
+    assert "method: short of the claim at its best validation step too (value 61)" in row.diagnosis
+    for s in range(3):
+        write(tmp_path / "b", "erm", s, 95.0, best=95.0)
+        write(tmp_path / "b", "bads", s, 60.0 + s, best=60.0 + s)
+    row = judge(load_runs([tmp_path / "b"]).df, [c]).iloc[0]
+    assert row.diagnosis.startswith("setting: erm is not hurt here (balanced accuracy 95.0 > 55)")
