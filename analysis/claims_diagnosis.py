@@ -54,7 +54,7 @@ def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.Da
     if not parts:  # no failed run, the right scale, no mechanism to check, no best-val counterpart
         parts.append(f"method or implementation (these records cannot tell which): the mean {what} is "
                      f"{p.mean:.3g} against the claimed {claim.direction} {claim.bound:g}")
-    per = ", ".join(f"{d:+.3g}" for d in p.diffs)
+    per = ", ".join(f"{d:+.3g}" if what == "Δ" else f"{d:.3g}" for d in p.diffs)
     parts.append(f"per-seed {what}{f' vs {rival}' if rival else ''}: {per}")
     return "; ".join(parts)
 

@@ -142,7 +142,7 @@ def test_cost_claims_use_the_records_cost_fields(tmp_path):
     slow = _one(gpu, "bads-cost-time@bads/denoise")
     assert slow.verdict == FAILS  # 1.3× > 1.1×
     assert slow.diagnosis == ("method or implementation (these records cannot tell which): the mean ratio is 1.3 "
-                              "against the claimed < 1.1; per-seed ratio vs erm: +1.3, +1.3, +1.3")
+                              "against the claimed < 1.1; per-seed ratio vs erm: 1.3, 1.3, 1.3")
     m = _one(gpu, "bads-cost-mem@bads/denoise")
     assert m.verdict == HOLDS and m.estimate == pytest.approx(0.6)
 
