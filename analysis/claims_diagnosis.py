@@ -10,7 +10,7 @@
   :data:`MEMORISATION_DROP` points below its accuracy at its best validation step, so the noise
   had not hurt it and there was nothing for the method to fix;
   for a balancing claim (``mechanism="erm_one_class"``), ``erm``'s balanced accuracy is above
-  :data:`ONE_CLASS` (it learnt the minority without help);
+  ``ONE_CLASS`` and within ``IMBALANCE_GAP`` of ``target_only``'s (it learnt the minority unaided);
 * **method** — the setting was right: the method is behind at its own best validation step too
   (not a matter of when to stop), or ahead there and decaying by the end;
 * **method or implementation** — when none of the above applies (a cost or selection-quality
@@ -28,8 +28,9 @@ from selbench.analysis.paired import Paired, per_seed
 
 #: erm memorises when its final accuracy is this many points below its best-validation accuracy
 MEMORISATION_DROP = 2.0
-#: erm predicts (nearly) one class when its balanced accuracy is at most this (points)
-ONE_CLASS = 55.0
+#: the imbalance hurts erm when its balanced accuracy is at most ONE_CLASS points (one class predicted)
+#: or IMBALANCE_GAP points below target_only's (which never sees the skewed pool)
+ONE_CLASS, IMBALANCE_GAP = 55.0, 10.0
 
 
 def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.DataFrame, rival, p: Paired,
@@ -63,13 +64,16 @@ def _mechanism(claim: Claim, runs: pd.DataFrame) -> str:
     erm = runs[runs["method"] == "erm"]
     if claim.mechanism == "erm_one_class":
         bal = per_seed(erm, "test_balanced_accuracy", 100.0)
+        ref = per_seed(runs[runs["method"] == "target_only"], "test_balanced_accuracy", 100.0)
         if not bal:
             return "setting: unknown whether the imbalance hurts erm (no erm runs)"
         b = sum(bal.values()) / len(bal)
-        if b > ONE_CLASS:
-            return (f"setting: erm is not hurt here (balanced accuracy {b:.1f} > {ONE_CLASS:g}): the minority "
-                    "is learnt without help")
-        return f"setting: the imbalance is at work (erm's balanced accuracy {b:.1f}: one class predicted)"
+        t = sum(ref.values()) / len(ref) if ref else None
+        hurt = b <= ONE_CLASS or (t is not None and t - b >= IMBALANCE_GAP)
+        vs = f", target_only {t:.1f}" if t is not None else ""
+        if not hurt:
+            return f"setting: erm is not hurt here (balanced accuracy {b:.1f}{vs}): the minority is learnt without help"
+        return f"setting: the imbalance is at work (erm's balanced accuracy {b:.1f}{vs})"
     if claim.mechanism != "erm_memorises":
         return ""
     metric = claim.metric if not claim.metric.startswith(("cost.", "q.", "sel.")) else "test_accuracy"
