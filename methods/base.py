@@ -24,7 +24,7 @@ from torch import Tensor
 from selbench.core.data import Split
 from selbench.core.modes import eval_mode
 from selbench.core.protocols import Cost, TaskAdapter
-from selbench.methods.compute import StepExamples
+from selbench.methods.compute import RunSettings, StepExamples  # noqa: F401  (RunSettings: methods import it from here)
 
 
 @dataclass
@@ -32,24 +32,6 @@ class MethodConfig:
     """Base of every method's typed config; ``name`` is the registry key."""
 
     name: str = MISSING
-
-
-@dataclass(frozen=True)
-class RunSettings:
-    """What a method's ``check_config`` may know of the run's training before launch, read from
-    the composed config in this one place (equal compute: :class:`StepExamples`): the runner
-    (``vision`` | ``language``), the optimiser's name and momentum, the learning-rate schedule."""
-
-    runner: str
-    optimizer: str
-    momentum: float
-    schedule: str
-
-    @classmethod
-    def of(cls, run_cfg: Any) -> "RunSettings":
-        rc = run_cfg.runner
-        return cls(str(rc.get("name")), str(rc.optimizer.name), float(rc.optimizer.get("momentum", 0.0) or 0.0),
-                   str(rc.get("schedule", "constant")))
 
 
 @dataclass
@@ -223,7 +205,7 @@ class Selector(Method):
 
 class Reweighter(Method):
     kind = "reweighter"
-    #: the real update trains on the target batch too (BADS); under ``runner.match_examples``
+    #: the real update trains on the target batch too (BADS); under equal examples per step (``methods/compute.py``)
     #: the runner then shrinks the pool batch so that pool + target = ``runner.batch_size``
     target_in_update: ClassVar[bool] = False
 

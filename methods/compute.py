@@ -4,7 +4,9 @@ many the real update trains on, and how many of a scored large batch an online f
 ``StepExamples.of(run_cfg, method_cls)`` is the one reader of ``runner.batch_size``,
 ``runner.target_batch_size`` and ``runner.match_examples``: the run context
 (``runners/run/context.py``) puts its answer on ``RunContext.examples``, ``check_config`` reads the
-same answer before launch, and no method re-derives it.
+same answer before launch, and no method re-derives it. :class:`RunSettings` is the one reader of
+the rest of the runner config a method's ``check_config`` may need. No other method module reads
+``cfg.runner``.
 """
 from __future__ import annotations
 
@@ -96,3 +98,21 @@ class StepExamples:
         if large_batch is not None and large_batch < want:
             raise ConfigError(f"method.large_batch={large_batch} < the {want} examples runner.match_examples "
                               f"keeps per step (raise it, or set it to null)")
+
+
+@dataclass(frozen=True)
+class RunSettings:
+    """What a method's ``check_config`` may know of the run's training before launch, read from
+    the composed config in this one place (beside :class:`StepExamples`): the runner
+    (``vision`` | ``language``), the optimiser's name and momentum, the learning-rate schedule."""
+
+    runner: str
+    optimizer: str
+    momentum: float
+    schedule: str
+
+    @classmethod
+    def of(cls, run_cfg: Any) -> "RunSettings":
+        rc = run_cfg.runner
+        return cls(str(rc.get("name")), str(rc.optimizer.name), float(rc.optimizer.get("momentum", 0.0) or 0.0),
+                   str(rc.get("schedule", "constant")))

@@ -176,14 +176,14 @@ def test_the_methods_base_imports_no_family():
 
 def test_equal_compute_is_resolved_in_one_place():
     """``methods/compute.py`` is the one reader of the runner's batch sizes and ``match_examples`` and
-    holds the one kept-count rule; ``methods/base.py`` puts its answer on the run context (and reads
-    the rest of the runner config for ``check_config``: ``RunSettings``).  No method reads
+    holds the one kept-count rule, and with ``RunSettings`` the one reader of the rest of the runner
+    config for ``check_config``; ``methods/base.py`` puts its answer on the run context (``ctx.examples``, ``ctx.kept_count`` delegating to it).  No method reads
     ``cfg.runner`` or re-derives either (``ctx.examples``, ``ctx.kept_count``)."""
     import re
 
     reads = re.compile(r"cfg\.runner|match_examples|train_batch_size|def kept_count|batch_size\s*/\s*max\("
                        r"|(cfg\.runner|\brc)\s*\.\s*(get\(\s*[\"'])?(batch_size|target_batch_size)")
-    plumbing = {"selbench.methods.compute", "selbench.methods.base"}
+    plumbing = {"selbench.methods.compute", "selbench.methods.base"}  # base: ctx.kept_count delegates to StepExamples
     offenders = sorted(m for m, p in MODULES.items()
                        if m.startswith("selbench.methods.") and m not in plumbing and reads.search(p.read_text()))
     assert offenders == []
