@@ -128,5 +128,6 @@ def test_every_method_resumes_from_a_checkpoint_to_the_same_result(tmp_path, met
     resumed = run_job(compose_cfg(args, tmp_path))
     assert resumed["resumed_from_step"] == 30 or resumed["resumed_from_step"] == 20
     assert resumed["metrics"] == full["metrics"]
+    assert resumed["optim"] == full["optim"]  # the clip's counters travel in the checkpoint
     assert [p["test_loss"] for p in resumed["curve"]] == [p["test_loss"] for p in full["curve"]]
     assert resumed["selection"]["quality"] == full["selection"]["quality"]

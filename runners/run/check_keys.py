@@ -86,11 +86,14 @@ def check_runner(rc: DictConfig, local_devices: bool = True) -> None:
         raise ConfigError(f"runner.optimizer.lr={lr!r} is not a number") from None
     if not ok:
         raise ConfigError(f"runner.optimizer.lr={lr} is out of range; allowed: a finite number > 0")
-    for key in ("momentum", "weight_decay"):
-        if opt.get(key) is not None:
-            v = opt.get(key)
-            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"runner.optimizer.{key}={v!r} is out of range; allowed: a finite number >= 0")
+    for key in ("momentum", "weight_decay", "clip_grad_norm"):
+        v = opt.get(key)
+        if v is None:
+            continue
+        clip = key == "clip_grad_norm"  # a clip of 0 would zero every step
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v) or v < 0 or (clip and v == 0):
+            allowed = "null or a finite number > 0" if clip else "a finite number >= 0"
+            raise ConfigError(f"runner.optimizer.{key}={v!r} is out of range; allowed: {allowed}")
     try:
         optimizer = make_optimizer([torch.zeros(1, requires_grad=True)], opt)
         make_schedule(optimizer, str(rc.get("schedule", "constant")), int(rc.steps))

@@ -26,7 +26,7 @@ from selbench.runners.run import record as rec
 from selbench.runners.run.build import Run, build_run, effective_steps, resolve_device, seed_everything
 from selbench.runners.run.evaluation import BestVal, evaluate_splits, objective_name, objective_of, repeat_evaluation
 from selbench.runners.run.loggers import make_logger
-from selbench.runners.run.loop import run_steps
+from selbench.runners.run.loop import clip_summary, run_steps
 from selbench.runners.run.validate import check_config
 from selbench.runners.tasks import task_module
 from selbench.runners.tasks.metrics import selection_quality
@@ -182,6 +182,8 @@ def _restore(run: Run, state: dict, cost, metric: str) -> Progress:
     """Continue exactly where the interrupted run checkpointed."""
     run.adapter.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
+    if getattr(run.optimizer, "grad_clip", None) is not None and "grad_clip" in state:
+        run.optimizer.grad_clip.load_state_dict(state["grad_clip"])
     if run.schedule is not None:
         run.schedule.load_state_dict(state["schedule"])
     run.method.load_state_dict(state["method"])
@@ -216,6 +218,7 @@ def _train(cfg, run: Run, scenario, cost, logger, ck_path: Path, eval_every: int
         ckpt.save(ck_path, {
             "step": step, "device": str(run.device), "model": run.adapter.model.state_dict(),
             "optimizer": run.optimizer.state_dict(),
+            "grad_clip": clip.state_dict() if (clip := getattr(run.optimizer, "grad_clip", None)) else None,
             "schedule": run.schedule.state_dict() if run.schedule is not None else None,
             "method": run.method.state_dict(), "samplers": [smp.state_dict() for smp in prepared.samplers],
             "output": prepared.output, "cost": cost.state_dict(), "curve": progress.curve,
@@ -255,6 +258,7 @@ def _final_record(cfg, run: Run, runner, scenario, cost, artifacts: dict, progre
         "objective": objective_of(cfg, final),
         "curve": progress.curve,
         "steps": run.steps,
+        "optim": clip_summary(run.optimizer),  # how often the shared optimiser's clip acted
         "resumed_from_step": progress.start or None,
         **({"evaluators": evaluators} if evaluators is not None else {}),
         "cache": {"hits": ctx.cache.hits, "misses": ctx.cache.misses},

@@ -25,15 +25,75 @@ def trainable_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
 
 
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
+    """The shared optimiser (``runner.optimizer``), with its gradient-norm clip when
+    ``clip_grad_norm`` is set (:class:`GradClip`)."""
+    params = list(params)
     name = str(cfg.name)
     if name == "sgd":
-        return torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.get("momentum", 0.0),
-                               weight_decay=cfg.get("weight_decay", 0.0), nesterov=cfg.get("nesterov", False))
-    if name == "adam":
-        return torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.get("weight_decay", 0.0))
-    if name == "adamw":
-        return torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.get("weight_decay", 0.0))
-    raise ConfigError(f"runner.optimizer.name={name!r} (choose from: sgd, adam, adamw)")
+        opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.get("momentum", 0.0),
+                              weight_decay=cfg.get("weight_decay", 0.0), nesterov=cfg.get("nesterov", False))
+    elif name == "adam":
+        opt = torch.optim.Adam(params, lr=cfg.lr, weight_decay=cfg.get("weight_decay", 0.0))
+    elif name == "adamw":
+        opt = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=cfg.get("weight_decay", 0.0))
+    else:
+        raise ConfigError(f"runner.optimizer.name={name!r} (choose from: sgd, adam, adamw)")
+    if cfg.get("clip_grad_norm") is not None:
+        GradClip(opt, float(cfg.clip_grad_norm))
+    return opt
+
+
+class GradClip:
+    """The shared optimiser's guard against a runaway step: before every ``step()``, the global
+    L2 norm of the gradients is clipped to ``max_norm`` (``torch.nn.utils.clip_grad_norm_``).
+
+    Why it is the harness's and not a method's: a reweighter whose normalised weights put a
+    whole batch on one example (L2RW, eq. 12) takes a step of that example's gradient, up to
+    ~5x the batch-mean gradient of ``erm``, and with momentum 0.9 on a net without
+    normalisation the weights run away (docs/methods/l2rw.md). The vision default (5) sits
+    above the largest step ``erm`` takes on the vision presets, so it only touches steps no
+    plain training run takes; a step under the bound is multiplied by exactly 1.0 (bit-identical).
+    How often it acted is in ``record["optim"]`` (:meth:`summary`), per run. Counters stay on
+    the device (no host read per step); they travel in the checkpoint.
+    """
+
+    def __init__(self, optimizer: torch.optim.Optimizer, max_norm: float):
+        self.max_norm = max_norm
+        self.params = [p for g in optimizer.param_groups for p in g["params"]]
+        dev = self.params[0].device if self.params else "cpu"
+        self.steps = torch.zeros((), dtype=torch.long, device=dev)
+        self.clipped = torch.zeros((), dtype=torch.long, device=dev)
+        self.largest = torch.zeros((), dtype=torch.float32, device=dev)
+        optimizer.register_step_pre_hook(lambda *_: self._clip())
+        optimizer.grad_clip = self
+
+    def _clip(self) -> None:
+        grads = [p for p in self.params if p.grad is not None]
+        if not grads:
+            return
+        norm = torch.nn.utils.clip_grad_norm_(grads, self.max_norm).detach().float().to(self.steps.device)
+        self.steps += 1
+        self.clipped += (norm > self.max_norm).long()
+        self.largest = torch.maximum(self.largest, torch.nan_to_num(norm, nan=float("inf")))
+
+    def state_dict(self) -> dict:
+        return {"steps": self.steps.clone(), "clipped": self.clipped.clone(), "largest": self.largest.clone()}
+
+    def load_state_dict(self, state: dict) -> None:
+        for k, v in state.items():
+            getattr(self, k).copy_(v)
+
+    def summary(self) -> dict:
+        steps, clipped = int(self.steps), int(self.clipped)
+        return {"clip_grad_norm": self.max_norm, "steps": steps, "clipped_steps": clipped,
+                "clipped_fraction": clipped / steps if steps else 0.0, "largest_grad_norm": float(self.largest)}
+
+
+def clip_summary(optimizer: torch.optim.Optimizer) -> dict:
+    """``record["optim"]``: the main optimiser's clip, and how often it acted (``clip_grad_norm``
+    None: no clip)."""
+    clip = getattr(optimizer, "grad_clip", None)
+    return clip.summary() if clip is not None else {"clip_grad_norm": None}
 
 
 def make_schedule(optimizer, kind: str, steps: int):
