@@ -29,16 +29,15 @@ import numpy as np
 import pandas as pd
 
 from selbench.analysis.claims_diagnosis import diagnose
+from selbench.analysis.claims_lds import lds_rows
 from selbench.analysis.claims_registry import Claim, load_plugin_claims
 from selbench.analysis.labels import add_budget_group, add_labels
 from selbench.analysis.metrics import is_percent
 from selbench.analysis.paired import MIN_CI_SEEDS, Paired, paired, per_seed
 from selbench.analysis.paper import equal, lookup
 from selbench.analysis.tables import NA
+from selbench.analysis.verdicts import FAILS, FEW_SEEDS, HOLDS, UNMEASURABLE, UNMEASURED, VERDICTS, mean_std  # noqa: F401
 
-HOLDS, FAILS, FEW_SEEDS = "holds", "does not hold", "too few seeds"
-UNMEASURABLE, UNMEASURED = "not measurable here", "not measured"
-VERDICTS = (HOLDS, FAILS, FEW_SEEDS, UNMEASURABLE, UNMEASURED)
 COLUMNS = ["id", "paper", "claim", "preset", "setting", "scale", "budget", "method", "method_mean", "method_std", "method_n",
            "versus", "versus_mean", "versus_std", "versus_n", "quantity", "op", "direction", "bound", "test", "estimate",
            "ci_lo", "ci_hi", "paired_seeds", "verdict", "why", "best_val_estimate", "best_val_lo", "best_val_hi",
@@ -78,13 +77,6 @@ def _seed_values(frame: pd.DataFrame, claim: Claim) -> dict | str:
     return per_seed(frame.assign(_v=v), "_v")
 
 
-def _mean_std(vals: dict) -> tuple[float, float, int]:
-    x = np.array(list(vals.values()), dtype=float)
-    if not len(x):
-        return float("nan"), float("nan"), 0
-    return float(x.mean()), float(x.std(ddof=1)) if len(x) > 1 else float("nan"), len(x)
-
-
 def _preset_runs(df: pd.DataFrame, claim: Claim) -> pd.DataFrame:
     if df.empty or "experiment" not in df.columns:
         return df.iloc[0:0]
@@ -115,7 +107,7 @@ def _judge_group(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget, f
     a = _seed_values(mine, claim)
     if isinstance(a, str):
         return {**out, "verdict": UNMEASURABLE, "why": f"the {claim.method} records have no `{a}`"}
-    out["method_mean"], out["method_std"], out["method_n"] = _mean_std(a)
+    out["method_mean"], out["method_std"], out["method_n"] = mean_std(a)
     if claim.needs_cuda and set(runs.get("cost.memory_kind", pd.Series(dtype=object)).dropna()) != {"cuda"}:
         return {**out, "verdict": UNMEASURABLE,
                 "why": "peak memory was measured on CPU (process RSS, interpreter included), not on a GPU"}
@@ -126,7 +118,7 @@ def _judge_group(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget, f
     out.update(estimate=p.mean, ci_lo=p.lo, ci_hi=p.hi, paired_seeds=p.n)
     if rival is not None:
         out["versus"] = rival
-        out["versus_mean"], out["versus_std"], out["versus_n"] = _mean_std(b)
+        out["versus_mean"], out["versus_std"], out["versus_n"] = mean_std(b)
     out.update(_best_val(claim, runs, mine, budget, rival))
     verdict, why = _verdict(claim, results, rival, p)
     if verdict == FAILS:
@@ -150,8 +142,23 @@ def _compare(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, budget) -> li
         b = _seed_values(rr, claim)
         if isinstance(b, str):
             return {"versus": rival, "verdict": UNMEASURABLE, "why": f"the {rival} records have no `{b}`"}
+        apart = _apart(claim, mine, rr, rival)
+        if apart:
+            return {"versus": rival, "verdict": UNMEASURABLE, "why": apart}
         results.append((rival, paired(a, b, claim.op), b))
     return results
+
+
+def _apart(claim: Claim, mine: pd.DataFrame, rr: pd.DataFrame, rival: str) -> str:
+    """Why the two sides' quantities are not comparable (``claim.same`` differs between them), or ""."""
+    if not claim.same:
+        return ""
+    ours, theirs = (set(f.get(claim.same, pd.Series(dtype=object)).fillna("unrecorded").astype(str))
+                    for f in (mine, rr))
+    if ours == theirs and len(ours) == 1:
+        return ""
+    return (f"not on a common basis: `{claim.same}` is {', '.join(sorted(ours))} for {claim.method} and "
+            f"{', '.join(sorted(theirs))} for {rival}, so the values measure different things")
 
 
 def _decisive(claim: Claim, results: list) -> tuple:
@@ -225,34 +232,6 @@ def _unpaired(p: Paired) -> str:
     return f"; {p.n} seeds paired, {p.unpaired} unpaired left out" if p.unpaired else ""
 
 
-def _lds_rows(c: Claim, base: dict, records: list[dict]) -> list[dict]:
-    """A ``lds.<key>`` claim: per-seed LDS of the preset's ``lds_subset`` groups (``analysis.lds``)."""
-    from selbench.analysis.lds import lds_groups
-
-    mine = [r for r in records if isinstance(r.get("experiment"), str) and fnmatch.fnmatch(r["experiment"], c.preset)]
-    groups = pd.DataFrame(lds_groups(mine))
-    key = c.metric.removeprefix("lds.")
-    if groups.empty:
-        return [{**base, "verdict": UNMEASURED, "why": f"no {c.method} sweep (≥ 3 subsets) in preset {c.preset}"}]
-    out = []
-    for (setting, budget), g in groups.groupby(["setting", "budget"], dropna=False, sort=True):
-        vals = {s: v for s, v in zip(g["seed"], pd.to_numeric(g[key], errors="coerce")) if not pd.isna(v)}
-        m, sd, n = _mean_std(vals)
-        p = paired(vals)
-        row = {**base, "setting": setting, "budget": budget, "scale": ", ".join(sorted(
-            {str(r.get("scale")) for r in mine})), "method_mean": m, "method_std": sd, "method_n": n,
-            "estimate": p.mean, "ci_lo": p.lo, "ci_hi": p.hi, "paired_seeds": p.n}
-        if p.n < MIN_CI_SEEDS:
-            row.update(verdict=FEW_SEEDS, why=f"{p.seeds_text()}: a verdict needs ≥ {MIN_CI_SEEDS} (run seed=0,1,2); "
-                                              "no interval, never 'holds'")
-        elif p.excludes(c.bound, c.direction):
-            row.update(verdict=HOLDS, why=f"95% CI of the value [{p.lo:.3g}, {p.hi:.3g}] {c.direction} {c.bound:g}")
-        else:
-            row.update(verdict=FAILS, why=f"95% CI of the value [{p.lo:.3g}, {p.hi:.3g}] includes {c.bound:g}")
-        out.append(row)
-    return out
-
-
 def judge(df: pd.DataFrame, claims: list[Claim] | None = None, records: list[dict] | None = None) -> pd.DataFrame:
     """One row per claim × setting × the method's budget (one "not measured" row when no runs match).
     ``records`` (the raw records, as ``Runs.records``) are needed only by ``lds.*`` claims."""
@@ -269,7 +248,7 @@ def judge(df: pd.DataFrame, claims: list[Claim] | None = None, records: list[dic
                 "note": c.note, "setting": NA, "scale": NA, "budget": float("nan"), "diagnosis": "",
                 "setting_why": c.setting_why}
         if c.metric.startswith("lds."):
-            rows += _lds_rows(c, base, records or [])
+            rows += lds_rows(c, base, records or [])
             continue
         runs = _preset_runs(ok, c)
         if len(runs):  # settings labelled by what varies within this claim's runs only

@@ -60,6 +60,7 @@ class Claim:
     runs_with: tuple[tuple[str, object], ...] = ()  # overrides the claims pass adds (not a filter on records)
     setting_why: str = ""           # why the preset and scale that judge it let the paper's mechanism show
     mechanism: str = ""             # a check the diagnosis runs on the records (analysis.claims_diagnosis)
+    same: str = ""                  # a column that must agree across the compared runs, else not measurable
 
     def methods(self) -> tuple[str, ...]:
         return tuple(dict.fromkeys((self.method, *self.versus)))
@@ -79,8 +80,7 @@ class Claim:
 #: memorise the flipped labels (its test accuracy falls from its best step; LeNet5 measured here: 77.4%
 #: at step 300 → 63.6% at 600), the harm the reweighters and BADS exist to undo; 50 clean targets per
 #: class keep the paper's 1:4 target-to-pool ratio; an evaluation every 100 steps finds the best step.
-MEMORISE = (("model", "mlp"), ("scenario.pool_size", 2000), ("scenario.target_per_class", 50),
-            ("runner.eval_every", 100))
+MEMORISE = (("model", "mlp"), ("scenario.pool_size", 2000), ("scenario.target_per_class", 50), ("runner.eval_every", 100))
 WHY_MEMORISE = ("Fashion-MNIST + MLP, {rate:.0%} symmetric noise, a 2,000-image pool and 500 clean targets; "
                 "scale=small's 600 steps × 120 are ~36 epochs of the pool, where erm memorises the flipped labels "
                 "(its final accuracy falls below its best-validation one: the diagnosis checks it), so there is "
@@ -213,7 +213,8 @@ def _spice() -> list[Claim]:
         ]
     clean = dict(where=(("scenario.noise.rate", 0.0),), source=src, setting_why=WHY_SPICE_CLEAN)
     out.append(Claim("spice-logdet", SPICE, "SPICE's subsets have higher log-det than LESS and gradient-norm "
-                     "selections", "spice/digits_noise", "spice", ("less", "grad_norm"), metric="sel.logdet", **clean))
+                     "selections", "spice/digits_noise", "spice", ("less", "grad_norm"), metric="sel.logdet",
+                     same="sel.logdet_basis", **clean))
     out.append(Claim("spice-conflict", SPICE, "The conflict penalty lowers gradient conflict vs unpenalised Fisher "
                      "log-det", "spice/digits_noise", "spice", ("fisher_logdet",), metric="sel.conflict",
                      direction="<", where=(("scenario.noise.rate", 0.4),), source=src,
@@ -282,7 +283,6 @@ def _autopalette() -> list[Claim]:
 
 
 CLAIMS: list[Claim] = _bads() + _blo() + _spice() + _dsdm() + _autopalette()
-
 
 
 def register_claim(claim: Claim) -> Claim:

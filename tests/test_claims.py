@@ -259,3 +259,27 @@ def test_two_seeds_never_hold_however_large_the_gap(tmp_path):
 
     t = claims_table(load_runs([tmp_path]).df, [c]).text.iloc[0]
     assert t["final: paired estimate [95% CI]"] == "40 (n=2, no CI)" and t["verdict (final)"] == FEW_SEEDS
+
+
+def test_log_dets_on_different_gradient_bases_are_not_compared(tmp_path):
+    """spice-logdet: a log-det means something only on the gradients it was measured on (SPICE's
+    pick-time proxy, LESS's last checkpoint, the static proxy): on different bases the row is
+    "not measurable here", naming them; on one basis it is judged."""
+    import json
+
+    def sweep(root, bases):
+        for s in BASE:
+            for m, (basis, ld) in bases.items():
+                rec = write_record(root, m, s, 80.0, experiment="spice/digits_noise", budget=0.1,
+                                   config={"scenario": {"noise": {"rate": 0.0}}})
+                rec["selection"].update(logdet=ld + s, logdet_basis=basis)
+                (Path(rec["run_dir"]) / RECORD).write_text(json.dumps(rec))
+        return load_runs([root]).df
+
+    apart = _one(sweep(tmp_path / "a", {"spice": ("pick_time", 50.0), "less": ("last_checkpoint_normalised", 10.0),
+                                        "grad_norm": ("static_proxy", 5.0)}), "spice-logdet")
+    assert apart.verdict == UNMEASURABLE
+    assert "pick_time for spice and last_checkpoint_normalised for less" in apart.why
+    common = _one(sweep(tmp_path / "b", {"spice": ("static_proxy", 50.0), "less": ("static_proxy", 10.0),
+                                         "grad_norm": ("static_proxy", 5.0)}), "spice-logdet")
+    assert common.verdict == HOLDS

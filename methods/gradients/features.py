@@ -109,4 +109,6 @@ def pool_target_features(ctx: RunContext, cfg) -> dict:
 def feature_info(feats: dict) -> dict:
     return {"grad_seconds": float(feats["grad_seconds"]), "proxy_seconds": float(feats["proxy_seconds"]),
             "features_per_second": float(feats["features_per_second"]), "grad_dim": feats["dim"],
-            "features_cached": bool(feats["cached"])}
+            "features_cached": bool(feats["cached"]),
+            # the gradients a selection's log-det / conflict are measured on (comparable only on one basis)
+            "logdet_basis": "static_proxy"}
