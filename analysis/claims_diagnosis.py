@@ -11,6 +11,9 @@
   had not hurt it and there was nothing for the method to fix;
   for a balancing claim (``mechanism="erm_one_class"``), ``erm``'s balanced accuracy is above
   ``ONE_CLASS`` and within ``IMBALANCE_GAP`` of ``target_only``'s (it learnt the minority unaided);
+  for a palette claim (``mechanism="palette_trained"``), AutoPalette's images use fewer than
+  ``PALETTE_USED`` of the palette's K entries (an untrained palette network, as at CPU iteration
+  counts). Such a line starts "setting: mechanism not at work" and no verdict on the method follows;
 * **method** — the setting was right: the method is behind at its own best validation step too
   (not a matter of when to stop), or ahead there and decaying by the end;
 * **method or implementation** — when none of the above applies (a cost or selection-quality
@@ -31,6 +34,10 @@ MEMORISATION_DROP = 2.0
 #: the imbalance hurts erm when its balanced accuracy is at most ONE_CLASS points (one class predicted)
 #: or IMBALANCE_GAP points below target_only's (which never sees the skewed pool)
 ONE_CLASS, IMBALANCE_GAP = 55.0, 10.0
+#: a palette claim's mechanism is at work once the palette network uses this share of its K entries per
+#: image; the paper's runs train it 20,000 iterations (DM's schedule) and use most of the palette
+PALETTE_USED, PAPER_SYNTH_ITERATIONS = 0.25, 20_000
+NOT_AT_WORK = "setting: mechanism not at work — "
 
 
 def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.DataFrame, rival, p: Paired,
@@ -48,7 +55,7 @@ def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.Da
     if setting:
         parts.append(setting)
     what = "ratio" if claim.op == "ratio" and rival else "Δ" if rival else "value"
-    if "erm is not hurt" not in setting:
+    if not setting.startswith(NOT_AT_WORK):  # nothing for the method to do: no verdict on the method
         method = _method(claim, row, p, what)
         if method:
             parts.append(method)
@@ -62,6 +69,8 @@ def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.Da
 
 def _mechanism(claim: Claim, runs: pd.DataFrame) -> str:
     erm = runs[runs["method"] == "erm"]
+    if claim.mechanism == "palette_trained":
+        return _palette(runs[runs["method"] == claim.method])
     if claim.mechanism == "erm_one_class":
         bal = per_seed(erm, "test_balanced_accuracy", 100.0)
         ref = per_seed(runs[runs["method"] == "target_only"], "test_balanced_accuracy", 100.0)
@@ -72,7 +81,7 @@ def _mechanism(claim: Claim, runs: pd.DataFrame) -> str:
         hurt = b <= ONE_CLASS or (t is not None and t - b >= IMBALANCE_GAP)
         vs = f", target_only {t:.1f}" if t is not None else ""
         if not hurt:
-            return f"setting: erm is not hurt here (balanced accuracy {b:.1f}{vs}): the minority is learnt without help"
+            return f"{NOT_AT_WORK}erm is not hurt here (balanced accuracy {b:.1f}{vs}): the minority is learnt without help"
         return f"setting: the imbalance is at work (erm's balanced accuracy {b:.1f}{vs})"
     if claim.mechanism != "erm_memorises":
         return ""
@@ -84,7 +93,7 @@ def _mechanism(claim: Claim, runs: pd.DataFrame) -> str:
     f = sum(final[s] for s in seeds) / len(seeds)
     b = sum(best[s] for s in seeds) / len(seeds)
     if b - f < MEMORISATION_DROP:
-        return (f"setting: erm is not hurt here (final {f:.1f} vs {b:.1f} at its best validation step, a drop of "
+        return (f"{NOT_AT_WORK}erm is not hurt here (final {f:.1f} vs {b:.1f} at its best validation step, a drop of "
                 f"{b - f:.1f} < {MEMORISATION_DROP:g} points): the noise has not been memorised, nothing to fix")
     return f"setting: erm memorises ({b:.1f} at its best validation step → {f:.1f} final)"
 
@@ -102,3 +111,20 @@ def _method(claim: Claim, row: dict, p: Paired, what: str) -> str:
     if ahead:
         return f"method: at its best validation step {at} (not decisive either), final {end}"
     return f"method: short of the claim at its best validation step too ({at}), so it is not a matter of when to stop"
+
+
+def _palette(mine: pd.DataFrame) -> str:
+    """AutoPalette's claims rest on a trained palette network (images that spend their few bits per
+    pixel on the colours that matter); an untrained one quantises to a handful of entries."""
+    def mean(col):
+        v = pd.to_numeric(mine[col], errors="coerce") if col in mine else pd.Series(dtype=float)
+        return float(v.mean()) if v.notna().any() else None
+    used, k, it = mean("sel.palette_entries_used_mean"), mean("sel.colours"), mean("sel.iterations")
+    if used is None or not k:
+        return "setting: unknown whether the palette was trained (no palette usage in the records)"
+    facts = (f"{used:.1f} of {k:.0f} palette entries used per image after "
+             f"{it:.0f} synthesis iterations (the paper: {PAPER_SYNTH_ITERATIONS:,})" if it else
+             f"{used:.1f} of {k:.0f} palette entries used per image")
+    if used / k < PALETTE_USED:
+        return f"{NOT_AT_WORK}the palette is untrained here ({facts}), so the trade it claims is not being made"
+    return f"setting: the palette is trained ({facts})"

@@ -270,7 +270,7 @@ def _autopalette() -> list[Claim]:
                                                "bits per pixel to store more images (the palette's trade) can pay",
            "autopalette/cifar10_ipc10": "the paper's own CIFAR-10 IPC10 setting (ConvNet-3): needs dataset.root"}
     for p in ("autopalette/colour_fashion_ipc10", "autopalette/cifar10_ipc10"):
-        kw = dict(source=src, setting_why=why[p])
+        kw = dict(source=src, setting_why=why[p], mechanism="palette_trained")
         out += [
             Claim(f"ap-dm@{p}", AP, "AutoPalette improves on its DM base at equal storage (Table 5: +12 points at "
                   "C10 IPC10)", p, "autopalette", ("dm",), **kw),

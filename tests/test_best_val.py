@@ -96,7 +96,7 @@ def test_a_setting_where_erm_is_not_hurt_is_diagnosed_as_the_setting(tmp_path):
         write(tmp_path, "l2rw", s, 70.0 + s, best=71.0 + s)
     c = Claim("x", "L2RW", "l2rw beats erm", "quickstart", "l2rw", ("erm",), mechanism="erm_memorises")
     row = judge(load_runs([tmp_path]).df, [c]).iloc[0]
-    assert row.verdict == FAILS and row.diagnosis.startswith("setting: erm is not hurt here (final 79.0 vs 79.5")
+    assert row.verdict == FAILS and row.diagnosis.startswith("setting: mechanism not at work — erm is not hurt here (final 79.0 vs 79.5")
     assert "method:" not in row.diagnosis  # the setting, not the method, is what the numbers point at
 
 
@@ -242,4 +242,4 @@ def test_a_balancing_claim_checks_that_erm_predicts_one_class(tmp_path):
         write(tmp_path / "b", "erm", s, 95.0, best=95.0)
         write(tmp_path / "b", "bads", s, 60.0 + s, best=60.0 + s)
     row = judge(load_runs([tmp_path / "b"]).df, [c]).iloc[0]
-    assert row.diagnosis.startswith("setting: erm is not hurt here (balanced accuracy 95.0)")
+    assert row.diagnosis.startswith("setting: mechanism not at work — erm is not hurt here (balanced accuracy 95.0)")

@@ -283,3 +283,27 @@ def test_log_dets_on_different_gradient_bases_are_not_compared(tmp_path):
     common = _one(sweep(tmp_path / "b", {"spice": ("static_proxy", 50.0), "less": ("static_proxy", 10.0),
                                          "grad_norm": ("static_proxy", 5.0)}), "spice-logdet")
     assert common.verdict == HOLDS
+
+
+def test_a_palette_claim_with_an_untrained_palette_reads_mechanism_not_at_work(tmp_path):
+    """AutoPalette's claims need a trained palette network: when its images use a handful of the K
+    entries (CPU iteration counts) the diagnosis says the mechanism is not at work, with the numbers,
+    and passes no judgement on the method; a trained palette is judged on the method."""
+    import json
+
+    def sweep(root, used):
+        for s in BASE:
+            for m, acc in (("autopalette", 30.0 + s), ("dm", 40.0 + s)):
+                rec = write_record(root, m, s, acc, experiment="autopalette/colour_fashion_ipc10")
+                if m == "autopalette":
+                    rec["selection"].update(palette_entries_used_mean=used, colours=64, iterations=600)
+                (Path(rec["run_dir"]) / RECORD).write_text(json.dumps(rec))
+        return load_runs([root]).df
+
+    idle = _one(sweep(tmp_path / "a", 1.5), "ap-dm@autopalette/colour_fashion_ipc10")
+    assert idle.verdict == FAILS
+    assert idle.diagnosis.startswith("setting: mechanism not at work — the palette is untrained here (1.5 of 64 "
+                                     "palette entries used per image after 600 synthesis iterations")
+    assert "method:" not in idle.diagnosis
+    trained = _one(sweep(tmp_path / "b", 40.0), "ap-dm@autopalette/colour_fashion_ipc10")
+    assert trained.diagnosis.startswith("setting: the palette is trained (40.0 of 64")
