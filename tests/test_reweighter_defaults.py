@@ -90,7 +90,9 @@ RARE_FLIPPED = ["dataset=fashion_mnist", "scenario=imbalance", "scenario.classes
 @pytest.mark.parametrize("method", [pytest.param("blo", marks=pytest.mark.xfail(strict=True, reason=(
     "measured 0.500/0.500/0.500 balanced accuracy vs target_only 0.727, also with the paper's kept count "
     "(match_examples=false) and before the cached features: the scorer ranks the minority first but stays near "
-    "uniform, so the sampled kept batch is near-random (docs/methods/online_blo.md)")))])
+    "uniform, so the sampled kept batch is near-random; at method.weight_lr=1e-2 it learns the minority in all 3 seeds "
+    "(0.793/0.714/0.757): the scorer's step size at this length, not the cache or kept count "
+    "(docs/methods/online_blo.md)")))])
 def test_no_one_class_collapse_where_target_only_learns(tmp_path, method):
     def balanced(m):
         return [run_job(compose_cfg(RARE_FLIPPED + [f"method={m}", f"seed={s}"], tmp_path))["metrics"]
