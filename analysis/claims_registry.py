@@ -31,6 +31,9 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
+from selbench.analysis.claims_settings import (MEMORISE, RUNS_WITH_DSDM, WHY_BALANCE, WHY_DSDM, WHY_INSTRUCT,
+                                               WHY_MEMORISE, WHY_SPICE_CLEAN, WHY_SPICE_TEXT, WHY_TEXT_DOMAINS)
+
 NON_DPS = ("erm", "target_only", "random", "duplicate_target")  # the BADS paper's Mixing, Meta_Only, ...
 BADS = "BADS (Xu et al., NeurIPS 2024)"
 BLO = "L2RW / MW-Net / online BLO"
@@ -72,28 +75,6 @@ class Claim:
         extra = " budget.fraction=β,<rival_budget>·β" if self.rival_budget != 1.0 else ""
         return f"selbench -m experiment={exp} {over + ' ' if over else ''}method={','.join(self.methods())} " \
                f"seed=0,1,2{extra}"
-
-
-#: The denoising setting every noise claim is judged in: the BADS denoising preset with a 2-layer MLP
-#: (the model of the issue's memorisation report, a fraction of LeNet5's CPU time) and a pool small
-#: enough that scale=small's 600 steps of 120 are ~36 epochs over it — long enough for erm to
-#: memorise the flipped labels (its test accuracy falls from its best step; LeNet5 measured here: 77.4%
-#: at step 300 → 63.6% at 600), the harm the reweighters and BADS exist to undo; 50 clean targets per
-#: class keep the paper's 1:4 target-to-pool ratio; an evaluation every 100 steps finds the best step.
-MEMORISE = (("model", "mlp"), ("scenario.pool_size", 2000), ("scenario.target_per_class", 50), ("runner.eval_every", 100))
-WHY_MEMORISE = ("Fashion-MNIST + MLP, {rate:.0%} symmetric noise, a 2,000-image pool and 500 clean targets; "
-                "scale=small's 600 steps × 120 are ~36 epochs of the pool, where erm memorises the flipped labels "
-                "(its final accuracy falls below its best-validation one: the diagnosis checks it), so there is "
-                "harm for the method to undo")
-WHY_BALANCE = ("MNIST-5k 4-vs-9 with 1% fours in a 320-image pool (β = 0.01 = the minority's share, the paper's "
-               "protocol scaled to the data that ships): erm sees ~3 fours and predicts 'nine', so only a "
-               "method that finds and up-weights the minority can pass 90%; {t} clean targets per class; "
-               "scale=small: 600 of the paper's 15,000 steps at its lr 1e-3")
-WHY_TEXT_DOMAINS = ("Shakespeare comedies as the target domain in a mixture with the other plays: the target "
-                    "domain is a minority of the pool, so a method that weights by the target finds it; tiny GPT, "
-                    "scale=small")
-WHY_INSTRUCT = ("instruction mixture of human-written (chatterbot, humaneval) and templated sources with "
-                "human-written targets: the source BADS up-weights is observable in the pool weights")
 
 
 def _bads() -> list[Claim]:
@@ -188,14 +169,6 @@ def _blo() -> list[Claim]:
     ]
 
 
-WHY_SPICE_CLEAN = ("digits + MLP with a clean pool (scenario.noise.rate=0): SPICE selects informative, "
-                   "non-conflicting gradients from a pool of usable data, as its instruction-tuning pools are; "
-                   "under label noise every gradient selector prefers the large (mislabelled) gradients, which "
-                   "tests noise robustness, not SPICE's claim")
-WHY_SPICE_TEXT = ("tiny GPT on an instruction mixture (a clean pool of real sources), 10% budget: SPICE's own "
-                  "regime, selecting instruction data by gradient informativeness")
-
-
 def _spice() -> list[Claim]:
     src = "METHODS.md §3; docs/paper_numbers.md (SPICE)"
     out = []
@@ -223,35 +196,31 @@ def _spice() -> list[Claim]:
     return out
 
 
-WHY_DSDM = {"dsdm/digits_noise": "digits + MLP, 40% label noise, clean targets: the pool holds examples that raise "
-                                 "the target loss (the mislabelled ones), so a datamodel that predicts each "
-                                 "example's effect on the target loss has something to find; β ∈ {0.1, 0.2, 0.5}",
-            "dsdm/pretrain_selection": "tiny GPT pretraining-data selection for Shakespeare and pydoc target tasks "
-                                       "from a corpus mixture (the paper's LM regime, scaled down); target loss"}
-
-
 def _dsdm() -> list[Claim]:
     src = "METHODS.md §4"
     text, both = "dsdm/pretrain_selection", ("dsdm/digits_noise", "dsdm/pretrain_selection")
     out = []
     for p in both:
+        rw = dict(runs_with=RUNS_WITH_DSDM.get(p, ()))
         out += [
             Claim(f"dsdm-random@{p}", DSDM, "DsDm's selection beats random selection on the target (target loss)", p,
-                  "dsdm", ("random",), metric="test_loss", direction="<", source=src, setting_why=WHY_DSDM[p]),
+                  "dsdm", ("random",), metric="test_loss", direction="<", source=src, setting_why=WHY_DSDM[p], **rw),
             Claim(f"dsdm-2x@{p}", DSDM, "DsDm is a 2× multiplier: at β it beats random at 2β on target loss", p,
                   "dsdm", ("random",), metric="test_loss", direction="<", rival_budget=2.0, source=src,
                   note="data multiplier at fixed steps, not the paper's LM compute multiplier",
-                  setting_why=WHY_DSDM[p]),
+                  setting_why=WHY_DSDM[p], **rw),
             Claim(f"dsdm-sim-embed_sim@{p}", DSDM, "Selecting by similarity to 'high-quality' text can match or "
                   "underperform random (not better than random by 0.01 loss)", p, "embed_sim", ("random",),
-                  metric="test_loss", direction=">", bound=-0.01, source=src, setting_why=WHY_DSDM[p]),
+                  metric="test_loss", direction=">", bound=-0.01, source=src, setting_why=WHY_DSDM[p], **rw),
         ]
     out += [  # DSIR and the quality classifier read text (n-gram features): the text preset only
         Claim("dsdm-baselines", DSDM, "DsDm beats DSIR and the quality classifier", text, "dsdm",
-              ("dsir", "classifier"), metric="test_loss", direction="<", source=src, setting_why=WHY_DSDM[text]),
+              ("dsir", "classifier"), metric="test_loss", direction="<", source=src, setting_why=WHY_DSDM[text],
+              runs_with=RUNS_WITH_DSDM[text]),
         Claim("dsdm-sim-classifier", DSDM, "Selecting by similarity to 'high-quality' text can match or "
               "underperform random (not better than random by 0.01 loss)", text, "classifier", ("random",),
-              metric="test_loss", direction=">", bound=-0.01, source=src, setting_why=WHY_DSDM[text]),
+              metric="test_loss", direction=">", bound=-0.01, source=src, setting_why=WHY_DSDM[text],
+              runs_with=RUNS_WITH_DSDM[text]),
         Claim("dsdm-lds", DSDM, "The TRAK datamodel predicts retrained target loss (LDS > 0)", "dsdm/digits_noise",
               "lds_subset", metric="lds.lds_loss", bound=0.0, source=src,
               runs_with=(("method.subset", "range(0,20)"), ("budget", "b050")),

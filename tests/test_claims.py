@@ -20,7 +20,7 @@ USES = {"erm": "none", "target_only": "none", "duplicate_target": "none", "l2rw"
         "bads": "soft"}
 
 
-#: the memorisation setting the registry judges the noise claims in (analysis/claims_registry.py: MEMORISE)
+#: the memorisation setting the registry judges the noise claims in (analysis/claims_settings.py: MEMORISE)
 MEM = {"scenario": {"noise": {"rate": 0.5}, "pool_size": 2000, "target_per_class": 50}, "runner": {"eval_every": 100}}
 
 
