@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from selbench.analysis.claims_settings import (MEMORISE, RUNS_WITH_DSDM, WHY_BALANCE, WHY_DSDM, WHY_INSTRUCT,
+from selbench.analysis.claims_settings import (MEMORISE, RUNS_WITH_AP, RUNS_WITH_DSDM, WHY_BALANCE, WHY_DSDM, WHY_INSTRUCT,
                                                WHY_MEMORISE, WHY_SPICE_CLEAN, WHY_SPICE_TEXT, WHY_TEXT_DOMAINS)
 
 NON_DPS = ("erm", "target_only", "random", "duplicate_target")  # the BADS paper's Mixing, Meta_Only, ...
@@ -239,7 +239,7 @@ def _autopalette() -> list[Claim]:
                                                "bits per pixel to store more images (the palette's trade) can pay",
            "autopalette/cifar10_ipc10": "the paper's own CIFAR-10 IPC10 setting (ConvNet-3): needs dataset.root"}
     for p in ("autopalette/colour_fashion_ipc10", "autopalette/cifar10_ipc10"):
-        kw = dict(source=src, setting_why=why[p], mechanism="palette_trained")
+        kw = dict(source=src, setting_why=why[p], mechanism="palette_trained", runs_with=RUNS_WITH_AP.get(p, ()))
         out += [
             Claim(f"ap-dm@{p}", AP, "AutoPalette improves on its DM base at equal storage (Table 5: +12 points at "
                   "C10 IPC10)", p, "autopalette", ("dm",), **kw),
