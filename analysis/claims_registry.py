@@ -31,8 +31,9 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from selbench.analysis.claims_settings import (MEMORISE, RUNS_WITH_AP, RUNS_WITH_DSDM, WHY_BALANCE, WHY_DSDM, WHY_INSTRUCT,
-                                               WHY_MEMORISE, WHY_SPICE_CLEAN, WHY_SPICE_TEXT, WHY_TEXT_DOMAINS)
+from selbench.analysis.claims_settings import (MEMORISE, RUNS_WITH_AP, RUNS_WITH_DSDM, WHY_BALANCE, WHY_DSDM,
+                                               WHY_INSTRUCT, WHY_MEMORISE, WHY_SPICE_CLEAN, WHY_SPICE_TEXT,
+                                               WHY_TEXT_DOMAINS)
 
 NON_DPS = ("erm", "target_only", "random", "duplicate_target")  # the BADS paper's Mixing, Meta_Only, ...
 BADS = "BADS (Xu et al., NeurIPS 2024)"
@@ -189,7 +190,7 @@ def _spice() -> list[Claim]:
                      "selections", "spice/digits_noise", "spice", ("less", "grad_norm"), metric="sel.logdet",
                      same="sel.logdet_basis", **clean))
     out.append(Claim("spice-conflict", SPICE, "The conflict penalty lowers gradient conflict vs unpenalised Fisher "
-                     "log-det", "spice/digits_noise", "spice", ("fisher_logdet",), metric="sel.conflict",
+                     "log-det", "spice/digits_noise", "spice", ("fisher_logdet",), metric="sel.conflict", same="sel.logdet_basis",
                      direction="<", where=(("scenario.noise.rate", 0.4),), source=src,
                      setting_why="the preset's 40% label noise: mislabelled examples' gradients conflict with the "
                                  "clean ones, so there is conflict for the penalty to lower (the preset's purpose)"))
