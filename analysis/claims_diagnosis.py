@@ -68,9 +68,9 @@ def diagnose(claim: Claim, runs: pd.DataFrame, mine: pd.DataFrame, failed: pd.Da
 
 
 def _mechanism(claim: Claim, runs: pd.DataFrame) -> str:
-    erm = runs[runs["method"] == "erm"]
     if claim.mechanism == "palette_trained":
         return _palette(runs[runs["method"] == claim.method])
+    erm = runs[runs["method"] == "erm"]
     if claim.mechanism == "erm_one_class":
         bal = per_seed(erm, "test_balanced_accuracy", 100.0)
         ref = per_seed(runs[runs["method"] == "target_only"], "test_balanced_accuracy", 100.0)

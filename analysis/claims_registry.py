@@ -31,7 +31,7 @@ import sys
 from dataclasses import dataclass
 from importlib.metadata import entry_points
 
-from selbench.analysis.claims_settings import (MEMORISE, RUNS_WITH_AP, RUNS_WITH_DSDM, WHY_BALANCE, WHY_DSDM,
+from selbench.analysis.claims_settings import (MEMORISE, RUNS_WITH_DSDM, WHY_BALANCE, WHY_DSDM,
                                                WHY_INSTRUCT, WHY_MEMORISE, WHY_SPICE_CLEAN, WHY_SPICE_TEXT,
                                                WHY_TEXT_DOMAINS)
 
@@ -190,8 +190,8 @@ def _spice() -> list[Claim]:
                      "selections", "spice/digits_noise", "spice", ("less", "grad_norm"), metric="sel.logdet",
                      same="sel.logdet_basis", **clean))
     out.append(Claim("spice-conflict", SPICE, "The conflict penalty lowers gradient conflict vs unpenalised Fisher "
-                     "log-det", "spice/digits_noise", "spice", ("fisher_logdet",), metric="sel.conflict", same="sel.logdet_basis",
-                     direction="<", where=(("scenario.noise.rate", 0.4),), source=src,
+                     "log-det", "spice/digits_noise", "spice", ("fisher_logdet",), metric="sel.conflict",
+                     same="sel.logdet_basis", direction="<", where=(("scenario.noise.rate", 0.4),), source=src,
                      setting_why="the preset's 40% label noise: mislabelled examples' gradients conflict with the "
                                  "clean ones, so there is conflict for the penalty to lower (the preset's purpose)"))
     return out
@@ -240,7 +240,7 @@ def _autopalette() -> list[Claim]:
                                                "bits per pixel to store more images (the palette's trade) can pay",
            "autopalette/cifar10_ipc10": "the paper's own CIFAR-10 IPC10 setting (ConvNet-3): needs dataset.root"}
     for p in ("autopalette/colour_fashion_ipc10", "autopalette/cifar10_ipc10"):
-        kw = dict(source=src, setting_why=why[p], mechanism="palette_trained", runs_with=RUNS_WITH_AP.get(p, ()))
+        kw = dict(source=src, setting_why=why[p], mechanism="palette_trained")
         out += [
             Claim(f"ap-dm@{p}", AP, "AutoPalette improves on its DM base at equal storage (Table 5: +12 points at "
                   "C10 IPC10)", p, "autopalette", ("dm",), **kw),

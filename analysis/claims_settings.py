@@ -43,7 +43,3 @@ WHY_DSDM = {"dsdm/digits_noise": "digits + MLP, 40% label noise, clean targets: 
                                        "pass's longest multirun: 60 runs)"}
 #: the claims pass runs the text preset at the budgets its claims compare only
 RUNS_WITH_DSDM = {"dsdm/pretrain_selection": (("budget", "b010,b020"),)}
-#: the claims pass trains one fresh evaluator per synthetic set instead of the preset's 5: at scale=small a
-#: colour_fashion_ipc10 run with 5 evaluators took > 10 CPU-minutes (6 ConvNet trainings), 18 runs > 1.5 h
-#: of the pass; the seeds still give the spread (3 runs per method)
-RUNS_WITH_AP = {"autopalette/colour_fashion_ipc10": (("runner.eval_repeats", 1),)}

@@ -182,7 +182,7 @@ def _restore(run: Run, state: dict, cost, metric: str) -> Progress:
     """Continue exactly where the interrupted run checkpointed."""
     run.adapter.model.load_state_dict(state["model"])
     run.optimizer.load_state_dict(state["optimizer"])
-    if getattr(run.optimizer, "grad_clip", None) is not None and "grad_clip" in state:
+    if state.get("grad_clip") is not None:  # the same config built the same clip
         run.optimizer.grad_clip.load_state_dict(state["grad_clip"])
     if run.schedule is not None:
         run.schedule.load_state_dict(state["schedule"])

@@ -27,7 +27,6 @@ def trainable_optimizer(model: torch.nn.Module, cfg) -> torch.optim.Optimizer:
 def make_optimizer(params, cfg) -> torch.optim.Optimizer:
     """The shared optimiser (``runner.optimizer``), with its gradient-norm clip when
     ``clip_grad_norm`` is set (:class:`GradClip`)."""
-    params = list(params)
     name = str(cfg.name)
     if name == "sgd":
         opt = torch.optim.SGD(params, lr=cfg.lr, momentum=cfg.get("momentum", 0.0),
@@ -70,10 +69,10 @@ class GradClip:
         optimizer.grad_clip = self
 
     def _clip(self) -> None:
-        grads = [p for p in self.params if p.grad is not None]
-        if not grads:
+        with_grad = [p for p in self.params if p.grad is not None]
+        if not with_grad:
             return
-        norm = torch.nn.utils.clip_grad_norm_(grads, self.max_norm).detach().float().to(self.steps.device)
+        norm = torch.nn.utils.clip_grad_norm_(with_grad, self.max_norm).detach().float().to(self.steps.device)
         self.steps += 1
         self.clipped += (norm > self.max_norm).long()
         self.largest = torch.maximum(self.largest, torch.nan_to_num(norm, nan=float("inf")))
